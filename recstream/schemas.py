@@ -1,0 +1,192 @@
+"""Message schemas of every topic (see ARCHITECTURE.md), validated at the edge.
+
+Decoding is strict: JSON types must match (no "12" for a number), timestamps
+must be finite, non-negative and not far in the future, ids and text are
+bounded. Unknown extra fields are ignored so producers can add fields without
+breaking older workers. Failures raise :class:`~recstream.errors.SchemaError`
+with a stable ``reason`` code and the offending field.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from recstream.errors import SchemaError
+
+__all__ = [
+    "DLQRecord",
+    "EventType",
+    "ItemUpdate",
+    "Limits",
+    "RecItem",
+    "Recommendation",
+    "SearchText",
+    "UserEvent",
+    "decode",
+    "encode",
+    "json_schemas",
+]
+
+MAX_ID_CHARS = 256
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+EventType = Literal["click", "view", "cart", "purchase", "rating"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a decoder accepts (settings with safe defaults)."""
+
+    max_message_bytes: int = 64 * 1024
+    max_text_chars: int = 2_000
+    max_future_skew_s: float = 24 * 3600.0  # clock skew tolerated on ``ts``
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore", allow_inf_nan=False)
+
+    @field_validator("ts", check_fields=False)
+    @classmethod
+    def _ts_sane(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError("timestamp must be seconds since the epoch, not negative")
+        if v > time.time() + DEFAULT_LIMITS.max_future_skew_s:
+            raise ValueError("timestamp is in the future beyond the allowed clock skew")
+        return v
+
+
+class UserEvent(_Message):
+    """``user-events`` value: one interaction of a user with an item."""
+
+    event_id: Id
+    user_id: Id
+    item_id: Id
+    type: EventType
+    ts: float
+    value: float | None = None
+
+
+class SearchText(_Message):
+    """``search-text`` value: something a user typed."""
+
+    event_id: Id
+    user_id: Id
+    text: Annotated[str, Field(min_length=1)]
+    ts: float
+
+
+class ItemUpdate(_Message):
+    """``item-updates`` value: the catalog changed."""
+
+    item_id: Id
+    op: Literal["upsert", "delete"]
+    title: str = ""
+    text: str | None = None
+    attributes: dict[str, Any] | None = None
+    ts: float
+
+
+class RecItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item_id: str
+    score: float
+    sources: list[str]
+    because: str | None = None
+
+
+class Recommendation(BaseModel):
+    """``recommendations`` value: the answer to one input event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    trigger_event_id: str
+    trigger: Literal["event", "query", "item"]
+    items: list[RecItem]
+    model_version: str
+    event_ts: float
+    emitted_ts: float
+
+
+class DLQRecord(BaseModel):
+    """``recstream-dlq`` value: an input that could not be processed, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str  # stable code, also the metric label
+    error: str  # human-readable message naming the field
+    raw: str  # the original bytes: text if valid UTF-8, else base64
+    raw_encoding: Literal["text", "base64"] = "text"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decode(model: type[M], raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> M:
+    """Parse and validate one message value, or raise :class:`SchemaError`."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > limits.max_message_bytes:
+        raise SchemaError("too_large", f"message is {size} bytes, limit {limits.max_message_bytes}")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemaError("invalid_utf8", f"value is not valid UTF-8 ({exc.reason})") from exc
+    try:
+        msg = model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        if err["type"] == "json_invalid":
+            raise SchemaError("invalid_json", f"value is not JSON: {err['msg']}") from exc
+        field = ".".join(str(p) for p in err["loc"]) or None
+        raise SchemaError("schema", err["msg"], field=field) from exc
+    text = getattr(msg, "text", None)
+    if isinstance(text, str) and len(text) > limits.max_text_chars:
+        raise SchemaError(
+            "text_too_long", f"{len(text)} characters, limit {limits.max_text_chars}", field="text"
+        )
+    return msg
+
+
+def encode(msg: BaseModel) -> bytes:
+    """Serialise a message value as compact UTF-8 JSON."""
+    return msg.model_dump_json(exclude_none=True).encode()
+
+
+TOPIC_MODELS: dict[str, type[BaseModel]] = {
+    "user-events": UserEvent,
+    "search-text": SearchText,
+    "item-updates": ItemUpdate,
+    "recommendations": Recommendation,
+    "recstream-dlq": DLQRecord,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema (draft 2020-12) of every topic's value, keyed by default topic name."""
+    out = {}
+    for topic, model in TOPIC_MODELS.items():
+        schema = model.model_json_schema(mode="validation")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"recstream/{topic}.schema.json"
+        out[topic] = schema
+    return out
+
+
+def dump_json_schemas() -> dict[str, str]:
+    """The files ``recstream schema`` writes: name → pretty JSON text."""
+    return {
+        f"{topic}.schema.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        for topic, schema in json_schemas().items()
+    }

@@ -1,0 +1,84 @@
+"""Typed, frozen settings shared by every process (environment prefix ``RECSTREAM_``).
+
+Nested sections use ``__``: ``RECSTREAM_TOPICS__RECOMMENDATIONS=recs``,
+``RECSTREAM_SECURITY__PASSWORD=...``, ``RECSTREAM_LOCAL_KAFKA__PORT=19092``.
+Packages keep their own settings classes (worker batching, training) next to
+their code; this module holds what several of them share.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_state_dir() -> Path:
+    """Where logs, broker data, datasets and bundles live: never inside the repo."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "recstream"
+
+
+def default_cache_dir() -> Path:
+    """Downloaded, re-creatable things (Kafka jars, dataset wheels)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "recstream"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicNames(_Section):
+    """Kafka topic names (contracts in ARCHITECTURE.md)."""
+
+    user_events: str = "user-events"
+    search_text: str = "search-text"
+    item_updates: str = "item-updates"
+    recommendations: str = "recommendations"
+    dlq: str = "recstream-dlq"
+
+
+class KafkaSecurity(_Section):
+    """How clients authenticate to the brokers. Passwords are secrets: never logged."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+
+class LocalKafkaSettings(_Section):
+    """The single-node Apache Kafka (KRaft) that ``recstream kafka start`` runs."""
+
+    version: str = "4.1.1"  # org.apache.kafka:kafka_2.13, resolved by Maven
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap: str = "512m"  # JVM -Xmx; a dev broker needs little
+    start_timeout_s: float = 90.0
+    stop_timeout_s: float = 30.0
+
+
+class Settings(BaseSettings):
+    """Settings shared across recstream processes."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECSTREAM_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    bootstrap: str = "127.0.0.1:9092"  # Kafka bootstrap servers, comma-separated
+    topics: TopicNames = TopicNames()
+    security: KafkaSecurity = KafkaSecurity()
+    state_dir: Path = Field(default_factory=default_state_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    bundle_dir: Path | None = None  # default: <state_dir>/bundles
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+
+    @property
+    def bundles(self) -> Path:
+        return self.bundle_dir or self.state_dir / "bundles"

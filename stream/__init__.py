@@ -1,0 +1,1 @@
+"""Faust agents: events in, fused recommendations out."""

@@ -1,0 +1,1 @@
+"""Offline training and evaluation (torch + transformers); writes model bundles."""
