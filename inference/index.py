@@ -139,7 +139,7 @@ class _State:
         if self.dead and self.selector is None:
             batch = faiss.IDSelectorBatch(np.fromiter(self.dead, dtype=np.int64))
             self.selector = (batch, faiss.IDSelectorNot(batch))
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
         params.efSearch = ef_search or self.index.hnsw.efSearch
         if self.dead:
             params.sel = self.selector[1]
@@ -297,8 +297,11 @@ class ItemIndex:
             index = self._build(vecs)
             new = _State(index, list(ids), vecs, pops, tombstone=True)
             with self._lock:
-                for op, iid, vec, pop in self._journal.ops:
-                    new.upsert(iid, vec, pop) if op == "upsert" else new.delete(iid)
+                for _op, iid, vec, pop in self._journal.ops:
+                    if vec is not None:  # upsert
+                        new.upsert(iid, vec, pop)
+                    else:
+                        new.delete(iid)
                 self._state = new
                 log.info(
                     "rebuilt %s index: %d rows (%d replayed)",
@@ -313,14 +316,14 @@ class ItemIndex:
         import faiss
 
         if self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
-            index.hnsw.efSearch = self.ef_search or 64
-            index.add(vecs)
-            return index
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        index.add_with_ids(vecs, np.arange(len(vecs), dtype=np.int64))
-        return _to_gpu(index) if self.device == "gpu" else index
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = self.ef_construction
+            hnsw.hnsw.efSearch = self.ef_search or 64
+            hnsw.add(vecs)
+            return hnsw
+        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        flat.add_with_ids(vecs, np.arange(len(vecs), dtype=np.int64))
+        return _to_gpu(flat) if self.device == "gpu" else flat
 
 
 def _compact(
@@ -344,7 +347,7 @@ def _to_gpu(index: Any) -> Any:
 
     res = faiss.StandardGpuResources()
     gpu = faiss.index_cpu_to_gpu(res, 0, index)
-    gpu._recstream_res = res  # the resources must outlive the index
+    setattr(gpu, "_recstream_res", res)  # noqa: B010  # resources must outlive the index
     return gpu
 
 

@@ -208,8 +208,8 @@ class OnnxRecommender:
             ]
             results.append(Result(req.user_id, items, self.model_version, qvecs.get(i), {}))
         t["fuse"] = time.perf_counter() - t3
-        for r in results:
-            r.timings.update(t)
+        for res in results:
+            res.timings.update(t)
         return results
 
     # -- helpers ----------------------------------------------------------------------

@@ -16,12 +16,22 @@ class FusionSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sequence_weight: float = Field(1.0, ge=0)  # weight of <user_vector, item> at full history
-    query_weight: float = Field(1.0, ge=0)  # weight of <query_vector, item> for a fresh query
-    popularity_weight: float = Field(0.3, ge=0)  # weight of the popularity prior for a cold user
-    popularity_floor: float = Field(0.05, ge=0)  # popularity weight kept for a warm user
-    history_full: int = Field(5, ge=1)  # history length at which the sequence gets full weight
-    query_half_life_s: float = Field(600.0, gt=0)  # query weight halves every this many seconds
+    sequence_weight: float = Field(
+        default=1.0, ge=0
+    )  # weight of <user_vector, item> at full history
+    query_weight: float = Field(
+        default=1.0, ge=0
+    )  # weight of <query_vector, item> for a fresh query
+    popularity_weight: float = Field(
+        default=0.3, ge=0
+    )  # weight of the popularity prior for a cold user
+    popularity_floor: float = Field(default=0.05, ge=0)  # popularity weight kept for a warm user
+    history_full: int = Field(
+        default=5, ge=1
+    )  # history length at which the sequence gets full weight
+    query_half_life_s: float = Field(
+        default=600.0, gt=0
+    )  # query weight halves every this many seconds
 
 
 class CandidateSettings(BaseModel):
@@ -29,12 +39,12 @@ class CandidateSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sequence: int = Field(100, ge=1)
-    query: int = Field(100, ge=1)
-    popular: int = Field(50, ge=0)
+    sequence: int = Field(default=100, ge=1)
+    query: int = Field(default=100, ge=1)
+    popular: int = Field(default=50, ge=0)
     # Extra hits fetched so that excluded (consumed) items can be dropped and the
     # pool stays full; a request excluding more items gets its own larger search.
-    exclusion_margin: int = Field(64, ge=0)
+    exclusion_margin: int = Field(default=64, ge=0)
 
 
 class InferenceSettings(BaseSettings):
@@ -44,13 +54,15 @@ class InferenceSettings(BaseSettings):
         env_prefix="RECSTREAM_INFERENCE_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
-    threads: int = Field(1, ge=1)  # onnxruntime intra-op threads (1 is as fast at batch 1)
-    faiss_threads: int = Field(1, ge=1)  # OpenMP threads for FAISS searches
+    threads: int = Field(default=1, ge=1)  # onnxruntime intra-op threads (1 is as fast at batch 1)
+    faiss_threads: int = Field(default=1, ge=1)  # OpenMP threads for FAISS searches
     provider: Literal["auto", "cpu", "cuda"] = "auto"  # onnxruntime execution provider
     faiss_device: Literal["auto", "cpu", "gpu"] = "auto"
     prefer_int8: bool = False  # use text_encoder.int8.onnx when the bundle has it
-    text_max_length: int | None = Field(None, ge=2)  # default: the manifest's max_length
-    ef_search: int | None = Field(None, ge=1)  # HNSW efSearch; default: the manifest's
-    hnsw_rebuild_ratio: float = Field(0.2, gt=0, le=1)  # tombstones / rows that asks a rebuild
+    text_max_length: int | None = Field(default=None, ge=2)  # default: the manifest's max_length
+    ef_search: int | None = Field(default=None, ge=1)  # HNSW efSearch; default: the manifest's
+    hnsw_rebuild_ratio: float = Field(
+        default=0.2, gt=0, le=1
+    )  # tombstones / rows that asks a rebuild
     fusion: FusionSettings = FusionSettings()
     candidates: CandidateSettings = CandidateSettings()

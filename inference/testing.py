@@ -169,14 +169,15 @@ def write_index(
 
     dim = vectors.shape[1]
     if kind == "flat":
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
-    else:
-        index = faiss.IndexHNSWFlat(dim, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(params["efConstruction"])
-        index.hnsw.efSearch = int(params["efSearch"])
-        index.add(vectors)
-    faiss.write_index(index, str(path))
+        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        flat.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+        faiss.write_index(flat, str(path))
+        return
+    hnsw = faiss.IndexHNSWFlat(dim, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = int(params["efConstruction"])
+    hnsw.hnsw.efSearch = int(params["efSearch"])
+    hnsw.add(vectors)
+    faiss.write_index(hnsw, str(path))
 
 
 def tiny_items(n_items: int, rng: np.random.Generator) -> list[dict[str, Any]]:
