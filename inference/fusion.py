@@ -64,6 +64,10 @@ class Fused:
 
 
 _ORDER: tuple[Source, ...] = ("sequence", "query", "popular")
+# bitmask of proposing sources → the sources tuple, in _ORDER
+_SOURCES: list[tuple[Source, ...]] = [
+    tuple(name for bit, name in enumerate(_ORDER) if mask >> bit & 1) for mask in range(8)
+]
 
 
 def fuse(
@@ -77,7 +81,7 @@ def fuse(
     query_text: str | None,
     history_rows: np.ndarray,
     history_ids: Sequence[str],
-    excluded_rows: set[int],
+    excluded_rows: np.ndarray,
     k: int,
 ) -> list[Fused]:
     """Top-``k`` candidates (excluded rows dropped), best first; ties broken by row.
@@ -86,15 +90,17 @@ def fuse(
     item beats the sequence's, else the history item nearest to the item; None
     when the user has neither.
     """
-    sources: dict[int, list[Source]] = {}
-    for name in _ORDER:
-        for row in candidates.get(name, ()):
-            r = int(row)
-            if r >= 0 and r not in excluded_rows:
-                sources.setdefault(r, []).append(name)
-    if not sources or k <= 0:
+    parts = [np.asarray(candidates.get(name, ()), dtype=np.int64) for name in _ORDER]
+    allrows = np.concatenate(parts)  # (sum P,)
+    bits = np.concatenate([np.full(len(p), 1 << b, dtype=np.int8) for b, p in enumerate(parts)])
+    keep = allrows >= 0
+    if len(excluded_rows):
+        keep &= ~(allrows[:, None] == excluded_rows[None, :]).any(axis=1)
+    if k <= 0 or not keep.any():
         return []
-    rows = np.fromiter(sources, dtype=np.int64, count=len(sources))  # (C,)
+    rows, inverse = np.unique(allrows[keep], return_inverse=True)  # (C,) sorted
+    mask = np.zeros(len(rows), dtype=np.int8)
+    np.bitwise_or.at(mask, inverse, bits[keep])
     cand = vectors[rows]  # (C, D)
     seq_part = np.zeros(len(rows), dtype=np.float32)
     q_part = np.zeros(len(rows), dtype=np.float32)
@@ -103,18 +109,18 @@ def fuse(
     if query_vector is not None and weights.query > 0:
         q_part = weights.query * (cand @ query_vector)
     score = seq_part + q_part + weights.popularity * popularity[rows]  # (C,)
-    top = np.lexsort((rows, -score))[:k]
+    top = np.lexsort((rows, -score))[:k]  # rows are sorted, so ties go to the lower row
 
     nearest: np.ndarray | None = None
     if len(history_rows):
         sims = cand[top] @ vectors[history_rows].T  # (k, H)
         nearest = np.argmax(sims, axis=1)
     out = []
-    for j, i in enumerate(top):
+    for j, i in enumerate(top.tolist()):
         because: str | None = None
         if query_text and (nearest is None or q_part[i] > seq_part[i]):
             because = query_text
         elif nearest is not None:
             because = history_ids[int(nearest[j])]
-        out.append(Fused(int(rows[i]), float(score[i]), tuple(sources[int(rows[i])]), because))
+        out.append(Fused(int(rows[i]), float(score[i]), _SOURCES[mask[i]], because))
     return out

@@ -1,8 +1,9 @@
 """The concrete :class:`inference.types.Recommender` over a bundle.
 
 One call of :meth:`OnnxRecommender.recommend_batch` makes at most one ONNX call
-per encoder and one FAISS search per source for the batch (plus one search per
-request that excludes more items than ``candidates.exclusion_margin``). A
+per encoder and one FAISS search per source for the batch (plus a search of its
+own for a request whose excluded items fill more than
+``candidates.exclusion_margin`` of its hits). A
 request's candidates never depend on the other requests in its batch, so a batch
 returns the same items as one-request calls.
 """
@@ -154,13 +155,13 @@ class OnnxRecommender:
         # Rows of history / excluded items (unknown ids skipped).
         hist_rows: list[np.ndarray] = []
         hist_ids: list[list[str]] = []
-        excluded: list[set[int]] = []
+        excluded: list[np.ndarray] = []
         for req in requests:
             pairs = [(r, iid) for iid in req.history if (r := idx.row(iid)) is not None]
             hist_rows.append(np.array([r for r, _ in pairs], dtype=np.int64))
             hist_ids.append([iid for _, iid in pairs])
             ex = {r for iid in req.exclude if (r := idx.row(iid)) is not None}
-            excluded.append(ex | {r for r, _ in pairs})
+            excluded.append(np.fromiter(ex.union(r for r, _ in pairs), dtype=np.int64))
 
         t0 = time.perf_counter()
         qvecs = self._query_vectors(requests)
@@ -240,23 +241,32 @@ class OnnxRecommender:
         vecs: dict[int, np.ndarray],
         pool: int,
         requests: Sequence[Request],
-        excluded: list[set[int]],
+        excluded: list[np.ndarray],
     ) -> dict[int, np.ndarray]:
         """Per request, the first ``max(pool, k)`` non-excluded rows of its search.
 
-        A request's search ``k`` depends on that request only (pool, its k, its
-        exclusions), and requests with equal ``k`` share one FAISS call.
+        Every request is searched with ``k = max(pool, its k) + exclusion_margin``
+        (equal ``k`` share one FAISS call). A request whose excluded items ate
+        more than the margin is searched again alone with room for all of them.
+        Both depend on the request only, so batching never changes its result.
         """
         margin = self.settings.candidates.exclusion_margin
         groups: dict[int, list[int]] = defaultdict(list)
         for i in vecs:
-            want = max(pool, requests[i].k)
-            groups[want + max(margin, len(excluded[i]))].append(i)
+            groups[max(pool, requests[i].k) + margin].append(i)
         out: dict[int, np.ndarray] = {}
+        retry: list[int] = []
         for k, members in groups.items():
             _, rows = self.index.search(np.stack([vecs[i] for i in members]), k)
             for j, i in enumerate(members):
-                out[i] = _first(rows[j], excluded[i], max(pool, requests[i].k))
+                want = max(pool, requests[i].k)
+                out[i] = _first(rows[j], excluded[i], want)
+                if len(out[i]) < want and rows[j, -1] >= 0:  # short, catalog not exhausted
+                    retry.append(i)
+        for i in retry:
+            want = max(pool, requests[i].k)
+            _, rows = self.index.search(vecs[i][None], want + len(excluded[i]))
+            out[i] = _first(rows[0], excluded[i], want)
         return out
 
     def close(self) -> None:
@@ -269,10 +279,19 @@ class OnnxRecommender:
         return f"OnnxRecommender(version={self.model_version!r}, items={self.n_items})"
 
 
-def _first(rows: np.ndarray, excluded: set[int], n: int) -> np.ndarray:
+def _first(rows: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
     """The first ``n`` rows that are valid (>= 0) and not excluded."""
-    keep = [int(r) for r in rows if r >= 0 and int(r) not in excluded]
-    return np.array(keep[:n], dtype=np.int64)
+    keep = rows >= 0
+    if len(excluded):
+        keep &= ~_member(rows, excluded)
+    return rows[keep][:n]
+
+
+def _member(rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """``np.isin`` without its set-up cost for the usual small arrays."""
+    if len(rows) * len(excluded) <= 65_536:
+        return (rows[:, None] == excluded[None, :]).any(axis=1)
+    return np.isin(rows, excluded)
 
 
 def _clean(text: str | None) -> str | None:

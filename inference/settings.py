@@ -39,12 +39,13 @@ class CandidateSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sequence: int = Field(default=100, ge=1)
-    query: int = Field(default=100, ge=1)
-    popular: int = Field(default=50, ge=0)
-    # Extra hits fetched so that excluded (consumed) items can be dropped and the
-    # pool stays full; a request excluding more items gets its own larger search.
-    exclusion_margin: int = Field(default=64, ge=0)
+    sequence: int = Field(default=50, ge=1)
+    query: int = Field(default=50, ge=1)
+    popular: int = Field(default=20, ge=0)
+    # Extra hits fetched so excluded (consumed) items can be dropped and the pool
+    # stays full; a request that loses more than this to exclusions is searched
+    # again alone. FAISS k = pool + margin (HNSW efSearch ≥ k): paid on every search.
+    exclusion_margin: int = Field(default=30, ge=0)
 
 
 class InferenceSettings(BaseSettings):

@@ -62,7 +62,7 @@ def _fuse(**kw: object) -> list:
         "query_text": "q text",
         "history_rows": np.array([0]),
         "history_ids": ["h0"],
-        "excluded_rows": {0},
+        "excluded_rows": np.array([0]),
         "k": 10,
     }
     args.update(kw)
@@ -74,7 +74,7 @@ def test_excluded_rows_never_returned_and_scores_sorted() -> None:
     rows = [f.row for f in out]
     assert 0 not in rows and sorted(rows) == [1, 2, 3, 4, 5]
     assert [f.score for f in out] == sorted((f.score for f in out), reverse=True)
-    assert _fuse(excluded_rows={0, 1, 2, 3, 4, 5}) == []
+    assert _fuse(excluded_rows=np.arange(6)) == []
 
 
 def test_scores_sources_and_because() -> None:
@@ -98,7 +98,7 @@ def test_no_history_no_query_gives_no_because_and_ties_break_by_row() -> None:
         query_text=None,
         history_rows=np.array([], dtype=np.int64),
         history_ids=[],
-        excluded_rows=set(),
+        excluded_rows=np.array([], dtype=np.int64),
         k=1,
     )
     assert [(f.row, f.because) for f in out] == [(1, None)]

@@ -11,7 +11,7 @@ import pytest
 
 from inference.errors import InferenceError
 from inference.recommender import OnnxRecommender, item_text
-from inference.settings import InferenceSettings
+from inference.settings import CandidateSettings, InferenceSettings
 from inference.testing import genre_of
 from inference.types import Request
 
@@ -107,6 +107,16 @@ def test_batch_equals_single_requests_item_for_item(
     assert len(batch[3].items) == 0  # k=0
     excluded = {f"i{j}" for j in range(0, 200, 2)}
     assert len(batch[11].items) == 3 and not {i.item_id for i in batch[11].items} & excluded
+
+
+def test_request_losing_its_hits_to_exclusions_is_searched_again(flat_bundle: Path) -> None:
+    small = InferenceSettings(candidates=CandidateSettings(query=5, popular=0, exclusion_margin=2))
+    rec = OnnxRecommender.load(flat_bundle, small)
+    comedies = [f"i{r}" for r in range(0, 200, 8)]  # 25 items
+    req = Request("u", query="funny comedy jokes", exclude=frozenset(comedies[:20]), k=5)
+    got = rec.recommend_batch([req, Request("v", query="funny comedy jokes", k=5)])
+    assert sorted(it.item_id for it in got[0].items) == sorted(comedies[20:])
+    assert got[1].items[0].item_id in comedies[:20]
 
 
 def test_upsert_is_recommendable_at_once_and_delete_is_final(rec: OnnxRecommender) -> None:
