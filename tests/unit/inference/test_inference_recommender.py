@@ -151,6 +151,9 @@ def test_bad_input_does_not_crash(rec: OnnxRecommender) -> None:
         ]
     )
     assert [len(r.items) for r in res] == [4, 0]
+    rec.upsert_item("blank", "", None)  # no text at all: a zero vector, still servable
+    huge = rec.recommend(Request("c", query="comedy", k=10**9))
+    assert len(huge.items) == rec.n_items == 201
     assert res[0].query_vector is None
     assert rec.recommend_batch([]) == []
     rec.encode_texts([" ".join(["comedy"] * 50)])
