@@ -164,6 +164,8 @@ def test_closed_recommender_refuses(rec: OnnxRecommender) -> None:
     rec.close()
     with pytest.raises(InferenceError, match="closed"):
         rec.recommend(Request("u"))
+    with pytest.raises(InferenceError, match="closed"):
+        rec.upsert_item("x", "funny comedy")
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,3 +194,17 @@ def test_serving_path_never_imports_torch(flat_bundle: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_hot_swap_of_real_recommenders(flat_bundle: Path, hnsw_bundle: Path) -> None:
+    from inference.handle import BundleHandle
+
+    handle = BundleHandle(OnnxRecommender.load(flat_bundle))
+    with handle.lease() as old:
+        handle.swap(OnnxRecommender.load(hnsw_bundle))
+        # A request already holding the old model finishes on it.
+        assert old.recommend(Request("u", query="comedy")).model_version == "tiny-flat"
+    with pytest.raises(InferenceError, match="closed"):
+        old.recommend(Request("u"))
+    with handle.lease() as new:
+        assert new.recommend(Request("u", query="comedy")).model_version == "tiny-hnsw"
