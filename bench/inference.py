@@ -334,6 +334,7 @@ def query_text(rng: np.random.Generator) -> str:
 
 def run(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(42)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     path = build_bundle(args)
     print(f"bundle ready in {time.perf_counter() - t0:.1f}s: {path}", flush=True)
@@ -467,13 +468,15 @@ def run(args: argparse.Namespace) -> dict:
         "stages_p50_ms": stages,
         "rows": rows,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "loadavg_1m": (round(load_before, 1), round(os.getloadavg()[0], 1)),  # contention
     }
 
 
 def report(res: dict) -> str:
     lines = [
         f"catalog {res['items']:,} × {res['dim']} (clustered synthetic), text encoder "
-        f"{res['text_encoder']}, HNSW {res['hnsw']}, threads {res['threads']}, {res['machine']}",
+        f"{res['text_encoder']}, HNSW {res['hnsw']}, threads {res['threads']}, {res['machine']}, "
+        f"1-min load average before/after {res['loadavg_1m']}",
         f"bundle verify+load {res['load_verify_s']:.1f} s; stage p50 at batch 1 (ms): "
         + ", ".join(f"{k} {v:.3f}" for k, v in res["stages_p50_ms"].items()),
         "",
