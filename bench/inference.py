@@ -451,6 +451,14 @@ def run(args: argparse.Namespace) -> dict:
         rec.delete_item(f"it{i}")
         dels.append(time.perf_counter() - t0)
     add("upsert → searchable (encode+add+search)", 1, ups)
+    adds = []
+    for i in range(200):  # the index part alone, vector given
+        v = vecs[rng.integers(0, n)] + 0.01 * rng.standard_normal(args.dim).astype(np.float32)
+        t0 = time.perf_counter()
+        rec.index.upsert(f"vec{i}", v / np.linalg.norm(v))
+        rec.index.search(v[None], 1)
+        adds.append(time.perf_counter() - t0)
+    add("upsert → searchable, vector given (add+search)", 1, adds)
     add("delete (tombstone)", 1, dels)
 
     return {

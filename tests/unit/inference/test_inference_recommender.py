@@ -208,3 +208,13 @@ def test_hot_swap_of_real_recommenders(flat_bundle: Path, hnsw_bundle: Path) -> 
         old.recommend(Request("u"))
     with handle.lease() as new:
         assert new.recommend(Request("u", query="comedy")).model_version == "tiny-hnsw"
+
+
+def test_cli_import_stays_light() -> None:
+    code = (
+        "import sys, inference.cli\n"
+        "heavy = {'numpy', 'onnxruntime', 'faiss', 'torch'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
