@@ -11,9 +11,11 @@ What is real and what is synthetic:
 * sequence encoder: a SASRec-shaped transformer (Linear 384→64, 2 layers,
   2 heads, 50 positions, Linear 64→384) with random weights, exported from
   torch: the timing is real, the output is not meaningful;
-* item vectors: clustered synthetic unit vectors (1000 Gaussian clusters), not
-  encoded item text (MiniLM over 100k texts would take minutes and measure
-  nothing new); the FAISS index is a real HNSW over them;
+* item vectors: synthetic unit vectors (1000 Gaussian clusters in a 48-d latent
+  space projected to 384-d), not encoded item text (MiniLM over 100k texts
+  would take minutes and measure nothing new); the index is a real FAISS HNSW;
+* recall@10 of HNSW vs exact search on "near-item" and "mean-of-5" queries,
+  swept over efSearch;
 * everything goes through the public path: sealed bundle → verify →
   ``OnnxRecommender.recommend_batch``.
 
@@ -98,7 +100,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--large", action="store_true", help="1M items (overrides --items)")
     ap.add_argument("--dim", type=int, default=384, help="vector dimension (MiniLM: 384)")
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW M")
-    ap.add_argument("--ef-construction", type=int, default=40, help="HNSW efConstruction")
+    ap.add_argument(
+        "--ef-construction", type=int, help="HNSW efConstruction (default 40; 100 with --large)"
+    )
     ap.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch at serve time")
     ap.add_argument(
         "--ef-sweep", type=int, nargs="*", default=[128, 256], help="more efSearch for recall"
@@ -120,6 +124,8 @@ def parse() -> argparse.Namespace:
     args = ap.parse_args()
     if args.large:
         args.items = 1_000_000
+    if args.ef_construction is None:
+        args.ef_construction = 100 if args.items >= 1_000_000 else 40
     return args
 
 

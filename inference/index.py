@@ -186,9 +186,10 @@ class ItemIndex:
         self.ef_construction = ef_construction
         self.device = device
         self.rebuild_ratio = rebuild_ratio
-        if device == "gpu" and kind == "flat":
+        self._on_gpu = device == "gpu" and kind == "flat"  # faiss has no GPU HNSW: stays on CPU
+        if self._on_gpu:
             index = _to_gpu(index)
-        tombstone = kind == "hnsw" or device == "gpu"
+        tombstone = kind == "hnsw" or self._on_gpu
         self._lock = threading.Lock()
         self._state = _State(index, list(item_ids), vectors, popularity, tombstone)
         self._journal: _Journal | None = None
@@ -228,7 +229,7 @@ class ItemIndex:
         with self._lock:
             st = self._state
             k = max(1, min(k, st.n))  # never more hits than rows (a huge k is bad input)
-            if self.device == "gpu" and st.dead:
+            if self._on_gpu and st.dead:
                 fetch = min(k + len(st.dead), _GPU_MAX_K, st.n)
                 scores, rows = st.index.search(q, max(fetch, 1))
             else:
@@ -331,7 +332,7 @@ class ItemIndex:
             return hnsw
         flat = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         flat.add_with_ids(vecs, np.arange(len(vecs), dtype=np.int64))
-        return _to_gpu(flat) if self.device == "gpu" else flat
+        return _to_gpu(flat) if self._on_gpu else flat
 
 
 def _compact(
