@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -97,3 +98,21 @@ def test_k8s_prometheus_config_is_valid_apart_from_service_discovery(
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     result = run(promtool, "check", "config", "prometheus.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_runbook_section_in_the_readme() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in readme.splitlines()
+        if line.startswith("#")
+    }
+    for path in RULES_DIR.glob("*.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                page, _, anchor = rule["annotations"]["runbook"].partition("#")
+                assert page == "deploy/README.md", rule["alert"]
+                assert anchor == rule["alert"].lower() and anchor in anchors, rule["alert"]
+                assert rule["labels"]["severity"] in {"critical", "warning"}
