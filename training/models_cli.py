@@ -87,6 +87,9 @@ def train(
     split: Annotated[
         SplitOpt, typer.Option(help="loo, or cold (10% of items never trained).")
     ] = SplitOpt.loo,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Wall-clock budget of the sequence stage, minutes.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
@@ -99,7 +102,11 @@ def train(
         text = dataclasses.replace(text, mode=text_mode.value)
     if text_steps is not None:
         text = dataclasses.replace(text, steps=text_steps)
-    seq = dataclasses.replace(cfg.seq, seed=seed, **({"epochs": epochs} if epochs else {}))
+    seq = dataclasses.replace(cfg.seq, seed=seed)
+    if epochs:
+        seq = dataclasses.replace(seq, epochs=epochs)
+    if max_minutes:
+        seq = dataclasses.replace(seq, max_minutes=max_minutes)
     text = dataclasses.replace(text, seed=seed)
     cfg = dataclasses.replace(cfg, text=text, seq=seq, split=split.value, seed=seed)
     try:

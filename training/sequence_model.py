@@ -75,10 +75,15 @@ class SequenceEncoder(nn.Module):
         self.register_buffer("causal", causal, persistent=False)
 
     def all_positions(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """User vectors after every position: (B,T,D), L2-normalised (used for training)."""
-        t = x.shape[1]
+        """User vectors after every position: (B,T,D), L2-normalised."""
+        return self.from_projected(self.in_proj(x), mask)
+
+    def from_projected(self, px: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`all_positions` given ``in_proj(x)`` (B,T,C): training projects the
+        (N,D) catalog once and gathers (N,C) rows, 4-6x less work than projecting (B,T,D)."""
+        t = px.shape[1]
         m = mask.unsqueeze(-1)  # (B,T,1)
-        h = self.in_proj(x) * m + self.pos[self.cfg.max_len - t :]  # (B,T,C)
+        h = px * m + self.pos[self.cfg.max_len - t :]  # (B,T,C)
         h = self.drop(h)
         # causal (T,T) + padded keys (B,1,1,T); a padded query still sees itself: no NaN
         bias = self.causal[:t, :t] + (1.0 - mask)[:, None, None, :] * _NEG  # (B,1,T,T)

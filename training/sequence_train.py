@@ -38,7 +38,7 @@ class SequenceTrainConfig:
     residual_dropout: float = 0.2  # share of warm residuals dropped per step (cold-item robustness)
     init_scale: float = 20.0  # initial cosine → logit scale (learned)
     patience: int = 3  # epochs without validation NDCG@10 gain before stopping
-    max_minutes: float = 30.0  # hard wall-clock budget for this stage
+    max_minutes: float = 8.0  # wall-clock budget for this stage (checked after each epoch)
     valid_users: int = 3000  # cap on validation cases per check (speed)
     bf16: bool = (
         True  # autocast matmuls to bfloat16 (4x faster on AMX/AVX512 CPUs); eval stays fp32
@@ -163,8 +163,9 @@ def train_sequence_model(
             tgt = torch.from_numpy(targets[sel])  # (B,L)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 items = space(cfg.residual_dropout)  # (N,D)
-                padded = torch.cat([items, items.new_zeros(1, items.shape[1])])
-                users = encoder.all_positions(padded[inp], (inp != n_items).float())  # (B,L,D)
+                padded = torch.cat([items, items.new_zeros(1, items.shape[1])])  # (N+1,D)
+                projected = encoder.in_proj(padded)  # (N+1,C), gathered per position below
+                users = encoder.from_projected(projected[inp], (inp != n_items).float())  # (B,L,D)
                 valid = tgt >= 0
                 logits = users[valid] @ items.T  # (P,N) cosine
             logits = logits.float() * log_scale.exp().clamp(max=100.0)

@@ -50,15 +50,15 @@ _WORDS = {"Sci-Fi": "sci-fi", "Children's": "kids", "Film-Noir": "noir"}
 @dataclass(frozen=True)
 class TextTuneConfig:
     mode: TextMode = "frozen"
-    steps: int = 120  # optimizer steps (each: `batch_size` behaviour + query pairs)
-    batch_size: int = 32
+    steps: int = 80  # optimizer steps (each: `batch_size` behaviour + query pairs)
+    batch_size: int = 24
     lr_full: float = 2e-5
     lr_lora: float = 5e-4
     lora_rank: int = 8
     lora_alpha: float = 16.0
     temperature: float = 0.05
     max_length: int = 32  # tokens; titles + year + genres fit
-    max_minutes: float = 10.0
+    max_minutes: float = 5.0
     seed: int = 0
 
 

@@ -42,6 +42,7 @@ class TrainConfig:
     int8: bool = True  # also write text_encoder.int8.onnx (quality and speed measured)
     n_queries: int = 500  # synthetic text queries for the text-only evaluation
     quick: bool = False
+    text_model_dir: str | None = None  # a BERT directory instead of the packaged MiniLM (tests)
 
     @classmethod
     def quick_preset(cls, **overrides: Any) -> TrainConfig:
@@ -121,7 +122,7 @@ def train_bundle(
     t = time.perf_counter()
     tok_src = minilm_dir() / "tokenizer.json"
     tok = load_tokenizer(tok_src, cfg.text.max_length)
-    encoder = load_text_encoder()
+    encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
     tune = fine_tune_text(encoder, tok, catalog, split.train_sequences, cfg.text, progress=progress)
     text_vectors = encode_texts(encoder, tok, catalog.texts, progress=progress, desc="embed items")
     timings["text_s"] = time.perf_counter() - t
