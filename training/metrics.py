@@ -33,7 +33,8 @@ def mask_history(scores: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndar
     """A copy of ``scores`` (B, N) with each row's history items set to -inf."""
     if scores.ndim != 2 or scores.shape[0] != len(histories):
         raise ValueError(f"scores {scores.shape} vs {len(histories)} histories")
-    out = np.array(scores, dtype=np.float32, copy=True)
+    # keep float64 if given: rounding to float32 could create ties (which count against)
+    out = np.array(scores, dtype=np.result_type(scores.dtype, np.float32), copy=True)
     rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
     cols = np.concatenate([np.asarray(h, np.int64) for h in histories]) if len(rows) else rows
     out[rows, cols] = -np.inf

@@ -102,6 +102,8 @@ def fetch_movielens(
         (staged / _MARKER).write_text(
             json.dumps({"requirement": source.requirement, "files": files}, indent=2)
         )
+        if (target / _MARKER).is_file():  # a concurrent fetch finished first
+            return target
         if target.exists():  # a fetch that died half-way: replace it
             shutil.rmtree(target)
         os.replace(staged, target)

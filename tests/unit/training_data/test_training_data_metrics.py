@@ -108,3 +108,9 @@ def test_popularity_counts_training_only() -> None:
     assert pop([np.empty(0)] * 2).shape == (2, 3)
     with pytest.raises(ValueError):
         Popularity([np.array([3])], n_items=3)
+
+
+def test_float64_scores_keep_their_precision_through_masking() -> None:
+    scores = np.array([[1.0, 1.0 + 1e-9, 0.0]])  # equal in float32
+    masked = mask_history(scores, [np.array([2])])
+    assert target_ranks(masked, np.array([1])).tolist() == [0]
