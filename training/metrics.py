@@ -18,6 +18,7 @@ from training.split import EvalCases
 __all__ = [
     "coverage_at_k",
     "evaluate",
+    "evaluate_matrix",
     "mask_history",
     "metrics_from_ranks",
     "rank_metrics",
@@ -32,7 +33,8 @@ def mask_history(scores: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndar
     """A copy of ``scores`` (B, N) with each row's history items set to -inf."""
     if scores.ndim != 2 or scores.shape[0] != len(histories):
         raise ValueError(f"scores {scores.shape} vs {len(histories)} histories")
-    out = np.array(scores, dtype=np.float32, copy=True)
+    # keep float64 if given: rounding to float32 could create ties (which count against)
+    out = np.array(scores, dtype=np.result_type(scores.dtype, np.float32), copy=True)
     rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
     cols = np.concatenate([np.asarray(h, np.int64) for h in histories]) if len(rows) else rows
     out[rows, cols] = -np.inf
@@ -102,13 +104,7 @@ def evaluate(
     ``score_fn(histories)`` returns (B, n_items) scores; ``subset`` (bool mask or
     indices) selects cases, e.g. those whose target is a cold item.
     """
-    idx = np.arange(len(cases)) if subset is None else np.asarray(subset)
-    if idx.dtype == bool:
-        if idx.shape != (len(cases),):
-            raise ValueError(f"boolean subset {idx.shape} for {len(cases)} cases")
-        idx = np.flatnonzero(idx)
-    if len(idx) == 0:
-        raise ValueError("no cases to evaluate")
+    idx = _subset_indices(subset, len(cases))
     ranks, tops = [], []
     for start in tqdm(
         range(0, len(idx), batch_size), desc="evaluate", disable=not progress, leave=False
@@ -120,11 +116,42 @@ def evaluate(
             raise ValueError(f"score_fn returned {scores.shape}, expected {(len(sel), n_items)}")
         scores = mask_history(scores, hist)
         ranks.append(target_ranks(scores, cases.targets[sel]))
-        tops.append(top_k(scores, coverage_k))
+        tops.append(top_k(scores, min(coverage_k, n_items)))
     out = metrics_from_ranks(np.concatenate(ranks), ks)
     out[f"coverage@{coverage_k}"] = coverage_at_k(np.concatenate(tops), n_items)
     out["n_cases"] = float(len(idx))
     return out
+
+
+def evaluate_matrix(
+    scores: np.ndarray,
+    cases: EvalCases,
+    *,
+    subset: np.ndarray | None = None,
+    ks: Sequence[int] = (10, 20),
+    coverage_k: int = 10,
+) -> dict[str, float]:
+    """:func:`evaluate` for scores already computed for every case: (len(cases), N), unmasked."""
+    if scores.ndim != 2 or scores.shape[0] != len(cases):
+        raise ValueError(f"scores {scores.shape} for {len(cases)} cases")
+    idx = _subset_indices(subset, len(cases))
+    masked = mask_history(scores[idx], [cases.histories[i] for i in idx])
+    out = metrics_from_ranks(target_ranks(masked, cases.targets[idx]), ks)
+    top = top_k(masked, min(coverage_k, scores.shape[1]))
+    out[f"coverage@{coverage_k}"] = coverage_at_k(top, scores.shape[1])
+    out["n_cases"] = float(len(idx))
+    return out
+
+
+def _subset_indices(subset: np.ndarray | None, n: int) -> np.ndarray:
+    idx = np.arange(n) if subset is None else np.asarray(subset)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"boolean subset {idx.shape} for {n} cases")
+        idx = np.flatnonzero(idx)
+    if len(idx) == 0:
+        raise ValueError("no cases to evaluate")
+    return idx
 
 
 def _check(scores: np.ndarray, targets: np.ndarray) -> None:

@@ -55,16 +55,17 @@ def genre_word(label: str) -> str:
 
 def synthetic_queries(catalog: Catalog, *, n: int, seed: int = 0) -> list[TextQuery]:
     """``n`` queries, each from a random (seeded) item that has genres and a year."""
-    eligible = [r for r in range(len(catalog)) if catalog.genres(r) and catalog.year(r)]
+    eligible = [
+        (r, year) for r in range(len(catalog)) if catalog.genres(r) and (year := catalog.year(r))
+    ]
     if not eligible:
         raise ValueError("no catalog item has both genres and a year")
     rng = np.random.default_rng(seed)
-    targets = rng.choice(eligible, size=n, replace=n > len(eligible))
+    picks = rng.choice(len(eligible), size=n, replace=n > len(eligible))
     out = []
-    for target in targets:
-        genres = catalog.genres(int(target))
-        year = catalog.year(int(target))
-        assert year is not None  # eligible items have one
+    for pick in picks:
+        target, year = eligible[int(pick)]
+        genres = catalog.genres(target)
         decade = year // 10 * 10
         two = len(genres) >= 2 and rng.random() < 0.3
         picked = list(rng.choice(genres, size=2 if two else 1, replace=False))
@@ -75,7 +76,7 @@ def synthetic_queries(catalog: Catalog, *, n: int, seed: int = 0) -> list[TextQu
             decade=f"{decade}s",
             decade_short=f"{decade % 100:02d}s",
         )
-        out.append(TextQuery(text, frozenset(str(g) for g in picked), decade, int(target)))
+        out.append(TextQuery(text, frozenset(str(g) for g in picked), decade, target))
     return out
 
 

