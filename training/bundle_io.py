@@ -53,6 +53,7 @@ def finalize_bundle(staging: Path, root: Path, manifest: dict[str, Any]) -> Path
     final = root / version
     if final.exists():
         raise BundleError(f"bundle {final} already exists; versions are never overwritten")
+    os.chmod(staging, 0o755)  # mkdtemp makes it 0700; readers may be other users
     os.rename(staging, final)  # atomic on one filesystem
     log.info("wrote bundle %s", final)
     return final

@@ -49,7 +49,7 @@ class TrainConfig:
         """~1-3 min on ml-100k on 2 cores: frozen tower, few sequence epochs."""
         base = cls(
             text=TextTuneConfig(mode="frozen"),
-            seq=SequenceTrainConfig(epochs=6, patience=2, lr=3e-3, max_minutes=2.0),
+            seq=SequenceTrainConfig(epochs=8, batch_size=64, patience=2, lr=5e-3, max_minutes=2.5),
             n_queries=300,
             quick=True,
         )
@@ -70,6 +70,120 @@ def _load(dataset: str | Dataset) -> Dataset:
 def _version(name: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).name)
     return f"{safe}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+@dataclass
+class Fitted:
+    """The trained models of one run (torch), before export."""
+
+    dataset: Dataset
+    split: Any  # training.split.Split
+    tokenizer: Any  # tokenizers.Tokenizer (truncation at cfg.text.max_length)
+    text_encoder: Any  # training.text_tower.TextEncoder (LoRA merged)
+    sequence: Any  # training.sequence_train.SequenceTrainResult
+    item_vectors: np.ndarray  # (N,D) float32, L2-normalised
+    tune: Any  # training.text_finetune.TextTuneReport
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def make_split(ds: Dataset, cfg: TrainConfig) -> Any:
+    from training.split import cold_item_split, leave_one_out
+
+    if cfg.split == "cold":
+        return cold_item_split(ds, frac=cfg.cold_frac, seed=cfg.seed)
+    return leave_one_out(ds.interactions)
+
+
+def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> Fitted:
+    """Tune the text tower, embed item texts, train the sequence encoder + residuals."""
+    from training.metrics import evaluate
+    from training.sequence_train import train_sequence_model
+    from training.text_finetune import fine_tune_text
+    from training.text_tower import encode_texts, load_text_encoder, minilm_dir
+    from training.tokenization import load_tokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    catalog = ds.catalog
+    n_items = len(catalog)
+    log.info("dataset %s: %d items, %d test cases", ds.name, n_items, len(split.test))
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    tok = load_tokenizer(minilm_dir() / "tokenizer.json", cfg.text.max_length)
+    encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
+    tune = fine_tune_text(encoder, tok, catalog, split.train_sequences, cfg.text, progress=progress)
+    text_vectors = encode_texts(encoder, tok, catalog.texts, progress=progress, desc="embed items")
+    timings["text_s"] = time.perf_counter() - t
+
+    rng = np.random.default_rng(cfg.seed)
+    n_valid = len(split.valid)
+    valid_subset = np.sort(
+        rng.choice(n_valid, size=min(n_valid, cfg.seq.valid_users), replace=False)
+    )
+
+    def validate(score_fn: Any) -> dict[str, float]:
+        return evaluate(score_fn, split.valid, n_items, subset=valid_subset, progress=False)
+
+    t = time.perf_counter()
+    result = train_sequence_model(
+        split.train_sequences, text_vectors, validate, cfg.model, cfg.seq, progress=progress
+    )
+    timings["sequence_s"] = time.perf_counter() - t
+    return Fitted(ds, split, tok, encoder, result, result.space.export(), tune, timings)
+
+
+class TrainedScorer:
+    """The bench hook's scorer (bench/quality.py): torch models, unmasked full-catalog scores."""
+
+    def __init__(self, fitted: Fitted) -> None:
+        from training.offline_eval import history_scorer, torch_user_fn
+
+        self.fitted = fitted
+        enc = fitted.sequence.encoder
+        self._score = history_scorer(torch_user_fn(enc), fitted.item_vectors, enc.cfg.max_len)
+        self.info = {
+            "variant": fitted.tune.mode,
+            "epochs": fitted.sequence.best_epoch,
+            "epochs_run": len(fitted.sequence.history),
+            **{k: round(v, 1) for k, v in fitted.timings.items()},
+        }
+
+    def __call__(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self._score(histories)
+
+    def query_scores(self, texts: list[str]) -> np.ndarray:
+        from training.text_tower import encode_texts
+
+        q = encode_texts(self.fitted.text_encoder, self.fitted.tokenizer, texts, progress=False)
+        return q @ self.fitted.item_vectors.T
+
+
+def train_and_score(
+    dataset: Dataset,
+    split: Any,
+    *,
+    seed: int = 0,
+    time_budget_s: float | None = None,
+    config: TrainConfig | None = None,
+) -> TrainedScorer:
+    """Bench hook (/work/wt/TRAINING_DATA_API.md): train on ``split`` with the default config."""
+    cfg = config or TrainConfig()
+    cfg = dataclasses.replace(
+        cfg,
+        seed=seed,
+        text=dataclasses.replace(cfg.text, seed=seed),
+        seq=dataclasses.replace(cfg.seq, seed=seed),
+    )
+    if time_budget_s is not None:  # the text stage gets at most a third of the budget
+        minutes = time_budget_s / 60
+        cfg = dataclasses.replace(
+            cfg,
+            text=dataclasses.replace(cfg.text, max_minutes=min(cfg.text.max_minutes, minutes / 3)),
+            seq=dataclasses.replace(cfg.seq, max_minutes=minutes * 2 / 3),
+        )
+    return TrainedScorer(fit(dataset, split, cfg, progress=True))
 
 
 def train_bundle(
@@ -96,55 +210,15 @@ def train_bundle(
         session,
         text_encoder_speed,
     )
-    from training.sequence_train import train_sequence_model
-    from training.split import cold_item_split, leave_one_out
-    from training.text_finetune import fine_tune_text
-    from training.text_tower import encode_texts, load_text_encoder, minilm_dir
-    from training.tokenization import load_tokenizer
 
     cfg = config or TrainConfig()
     t_start = time.perf_counter()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     ds = _load(dataset)
-    catalog = ds.catalog
-    n_items = len(catalog)
-    split = (
-        cold_item_split(ds, frac=cfg.cold_frac, seed=cfg.seed)
-        if cfg.split == "cold"
-        else leave_one_out(ds.interactions)
-    )
-    log.info("dataset %s: %d items, %d test cases", ds.name, n_items, len(split.test))
-    timings: dict[str, float] = {}
-
-    # 1. text tower
-    t = time.perf_counter()
-    tok_src = minilm_dir() / "tokenizer.json"
-    tok = load_tokenizer(tok_src, cfg.text.max_length)
-    encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
-    tune = fine_tune_text(encoder, tok, catalog, split.train_sequences, cfg.text, progress=progress)
-    text_vectors = encode_texts(encoder, tok, catalog.texts, progress=progress, desc="embed items")
-    timings["text_s"] = time.perf_counter() - t
-
-    # 2. sequence encoder + residuals, early-stopped on validation
-    from training.metrics import evaluate
-
-    rng = np.random.default_rng(cfg.seed)
-    n_valid = len(split.valid)
-    valid_subset = np.sort(
-        rng.choice(n_valid, size=min(n_valid, cfg.seq.valid_users), replace=False)
-    )
-
-    def validate(score_fn: Any) -> dict[str, float]:
-        return evaluate(score_fn, split.valid, n_items, subset=valid_subset, progress=False)
-
-    t = time.perf_counter()
-    result = train_sequence_model(
-        split.train_sequences, text_vectors, validate, cfg.model, cfg.seq, progress=progress
-    )
-    timings["sequence_s"] = time.perf_counter() - t
-    item_vectors = result.space.export()  # (N,D)
+    split = make_split(ds, cfg)
+    fitted = fit(ds, split, cfg, progress=progress)
+    catalog, n_items = ds.catalog, len(ds.catalog)
+    tok, encoder, result = fitted.tokenizer, fitted.text_encoder, fitted.sequence
+    tune, timings, item_vectors = fitted.tune, fitted.timings, fitted.item_vectors
 
     # 3. offline metrics (torch path; `recstream evaluate` repeats them through ONNX)
     metrics: dict[str, Any] = {

@@ -39,13 +39,13 @@ def _tok():
 def test_text_encoder_parity_and_int8(tiny_bert_dir: Path, tmp_path: Path) -> None:
     enc = load_text_encoder(tiny_bert_dir)
     tok = _tok()
-    ids, mask = encode_batch(tok, TEXTS)
+    _ids, mask = encode_batch(tok, TEXTS)
     assert mask.sum(1).min() < mask.shape[1]  # the batch really is padded
     path = tmp_path / "text.onnx"
     export_text_encoder(enc, path)
     assert check_text_parity(enc, path, tok, TEXTS) > 0.999
     # a batch of another length and size runs through the dynamic axes
-    got = onnx_text_vectors(session(path), tok, TEXTS[:2] + ["x " * 40])
+    got = onnx_text_vectors(session(path), tok, [*TEXTS[:2], "x " * 40])
     assert got.shape == (3, 32)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     quantize_int8(path, tmp_path / "text.int8.onnx")
