@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,10 @@ def evaluate_bundle(
         name = manifest["text_encoder"].get(key)
         if name:
             sess = session(bundle / name, threads)
-            out[f"text_query_{'int8' if key == 'int8_file' else 'fp32'}"] = query_metrics(
-                lambda texts, s=sess: onnx_text_vectors(s, tok, texts),
-                vectors,
-                dataset.catalog,
-                n_queries,
-            )
+
+            def encode(texts: Sequence[str], s: Any = sess) -> np.ndarray:
+                return onnx_text_vectors(s, tok, texts)
+
+            label = "int8" if key == "int8_file" else "fp32"
+            out[f"text_query_{label}"] = query_metrics(encode, vectors, dataset.catalog, n_queries)
     return out

@@ -15,6 +15,9 @@ from torch import nn
 
 
 class ItemSpace(nn.Module):
+    text: torch.Tensor  # (N,D) buffer
+    warm: torch.Tensor  # (N,) buffer, 1.0 = seen in training
+
     def __init__(self, text_vectors: np.ndarray, warm: np.ndarray) -> None:
         """``text_vectors`` (N,D) float32; ``warm`` (N,) bool, items seen in training."""
         super().__init__()

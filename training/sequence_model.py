@@ -62,6 +62,8 @@ class _Block(nn.Module):
 class SequenceEncoder(nn.Module):
     """``forward(item_vectors (B,T,D), mask (B,T)) -> user_vector (B,D)``, L2-normalised."""
 
+    causal: torch.Tensor  # (max_len, max_len) additive causal mask buffer
+
     def __init__(self, cfg: SequenceModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -81,7 +81,7 @@ def _query(
     two = len(genres) >= 2 and rng.random() < 0.3
     picked = list(rng.choice(genres, size=2 if two else 1, replace=False))
     words = [_WORDS.get(g, g.lower()) for g in picked]
-    templates = _TEMPLATES_TWO if two else _TEMPLATES_ONE
+    templates: tuple[str, ...] = _TEMPLATES_TWO if two else _TEMPLATES_ONE
     if decade is None:
         templates = tuple(t for t in templates if "{decade}" not in t) or ("{g}",)
     template = str(rng.choice(templates))

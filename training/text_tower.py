@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +41,10 @@ def minilm_dir() -> Path:
 class TextEncoder(nn.Module):
     """BERT → masked mean pooling → L2 norm. ``forward(ids, mask) -> (B, D)``."""
 
-    def __init__(self, bert: nn.Module) -> None:
+    def __init__(self, bert: Any) -> None:  # a transformers BertModel
         super().__init__()
         self.bert = bert
+        self.hidden_size = int(bert.config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         h = self.bert(
@@ -54,7 +56,7 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self.bert.config.hidden_size)
+        return self.hidden_size
 
 
 def load_text_encoder(model_dir: Path | None = None) -> TextEncoder:

@@ -59,6 +59,7 @@ def trained(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
         ),
         seq=SequenceTrainConfig(epochs=15, batch_size=32, lr=1e-2, patience=15, bf16=False),
         n_queries=20,
+        threads=1,
         text_model_dir=str(tiny_bert_dir),
     )
     bundle = train_bundle(str(log), root / "bundles", cfg, progress=False)

@@ -21,7 +21,7 @@ from training.split import EvalCases
 N_ITEMS, DIM = 40, 16
 MODEL = SequenceModelConfig(dim=DIM, d_model=32, n_layers=1, n_heads=2, max_len=10, dropout=0.0)
 TRAIN = SequenceTrainConfig(
-    epochs=25, batch_size=64, lr=1e-2, patience=25, residual_dropout=0.0, bf16=False, seed=0
+    epochs=12, batch_size=64, lr=1e-2, patience=3, residual_dropout=0.0, bf16=False, seed=0
 )
 
 
