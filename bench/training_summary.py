@@ -36,7 +36,8 @@ def row(bundle: Path) -> str:
         f"{tq.get('genre_precision@10', float('nan')):.3f}",
         f"{tq.get('hit@50', float('nan')):.3f}",
         f"{met['best_epoch']}/{met['epochs_run']}",
-        f"{t['text_s']:.0f}+{t['sequence_s']:.0f}+{t['export_s']:.0f}={t['total_s']:.0f}",
+        f"{t['text_s']:.0f}+{t['sequence_s']:.0f}+{t['export_s']:.0f}={t['total_s']:.0f}"
+        + (f" (cpu {t['total_cpu_s']:.0f})" if "total_cpu_s" in t else ""),
     ]
     return "| " + " | ".join(cells) + " |"
 
