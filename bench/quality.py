@@ -5,8 +5,8 @@
 Rows: popularity (train counts), RecBole 1.2.1 SASRec and GRU4Rec (trained in their
 own venv, bench/recbole_env.py, fed our split as benchmark files, early-stopped on
 our masked valid NDCG@10, scored here with training/metrics.py), and recstream's
-model through ``training.train.train_and_score`` (see /work/wt/TRAINING_DATA_API.md)
-when that exists; otherwise the row says "recstream model not available".
+model through ``training.train.train_bundle`` (bench/recstream_side.py) when that
+exists; otherwise the row says "recstream model not available" (never a made-up number).
 
 Main columns use time-ordered leave-one-out; warm/cold columns use the seeded
 10% cold-item split (cold items never reach training; ID-only models get random
@@ -17,7 +17,6 @@ synthetic genre+decade queries, genre precision@10 and target hit@10/@50.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import recstream_side
 from recbole_env import ensure_recbole_env
 from recbole_files import write_benchmark_files
 
@@ -49,7 +49,6 @@ from training.split import Split, cold_item_split, cold_target_mask, leave_one_o
 
 log = logging.getLogger("bench.quality")
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
-RECSTREAM_HOOK = ("training.train", "train_and_score")
 
 
 @dataclass
@@ -101,13 +100,30 @@ def run_recbole(
     return np.load(work / f"{model}.test_scores.npy"), info
 
 
-def recstream_hook() -> Any | None:
-    module, attr = RECSTREAM_HOOK
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ModuleNotFoundError, AttributeError) as exc:
-        log.warning("recstream model not available (%s.%s: %s)", module, attr, exc)
-        return None
+def recstream_row(
+    ds: Dataset, loo: Split, cold_mask: np.ndarray, args: argparse.Namespace, out: Path
+) -> Row:
+    entry = recstream_side.load_entry_point()
+    if isinstance(entry, str):
+        log.warning("%s", entry)
+        return Row("recstream", note=entry)
+    row = Row("recstream" + (" (quick preset)" if args.recstream_quick else ""))
+    metrics, row.train_s = recstream_side.train_and_read(
+        ds, "loo", out, quick=args.recstream_quick, n_queries=args.queries
+    )
+    row.loo = recstream_side.check_cases(metrics, "all", len(loo.test))
+    row.queries = recstream_side.query_row(metrics)
+    row.note = (
+        f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')}), text tower "
+        f"{metrics.get('text_tower', {}).get('mode', '?')}; train s = whole train_bundle"
+    )
+    if not args.no_cold:
+        cm, _ = recstream_side.train_and_read(
+            ds, "cold", out, quick=args.recstream_quick, n_queries=args.queries
+        )
+        row.cold = recstream_side.check_cases(cm, "cold_target", int(cold_mask.sum()))
+        row.warm = recstream_side.check_cases(cm, "warm_target", int((~cold_mask).sum()))
+    return row
 
 
 def query_eval(score_queries: Any, ds: Dataset, n: int) -> dict[str, float]:
@@ -142,6 +158,11 @@ def main() -> int:
         help="RecBole: no new epoch starts after this many seconds of training",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--recstream-quick",
+        action="store_true",
+        help="train recstream with TrainConfig.quick_preset() (frozen tower)",
+    )
     ap.add_argument("--queries", type=int, default=500, help="synthetic text queries")
     ap.add_argument("--work", type=Path, default=None, help="scratch dir for RecBole files")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
@@ -206,22 +227,7 @@ def main() -> int:
             progress(ds.name, rows, loo, cold_mask, args.json)
 
     if "recstream" in models:
-        hook = recstream_hook()
-        if hook is None:
-            rows.append(Row("recstream", note="recstream model not available"))
-        else:
-            row = Row("recstream")
-            t0 = time.perf_counter()
-            scorer = hook(ds, loo, seed=0)
-            row.train_s = time.perf_counter() - t0
-            row.loo = evaluate(scorer, loo.test, n)
-            row.queries = query_eval(scorer.query_scores, ds, args.queries)
-            row.note = json.dumps(getattr(scorer, "info", {}))[:120]
-            if not args.no_cold:
-                scorer_c = hook(ds, cold, seed=0)
-                row.warm = evaluate(scorer_c, cold.test, n, subset=~cold_mask)
-                row.cold = evaluate(scorer_c, cold.test, n, subset=cold_mask)
-            rows.append(row)
+        rows.append(recstream_row(ds, loo, cold_mask, args, work / "bundles"))
 
     progress(ds.name, rows, loo, cold_mask, args.json)
     return 0
