@@ -117,7 +117,7 @@ def recstream_row(
         f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')}), text tower "
         f"{metrics.get('text_tower', {}).get('mode', '?')}; train s = whole train_bundle"
     )
-    if not args.no_cold:
+    if not args.no_cold and "cold" in args.splits.split(","):
         cm, _ = recstream_side.train_and_read(
             ds, "cold", out, quick=args.recstream_quick, n_queries=args.queries
         )
@@ -141,7 +141,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k", help="ml-100k, ml-1m or an event-log path")
     ap.add_argument("--models", default="pop,sasrec,gru4rec,recstream")
-    ap.add_argument("--no-cold", action="store_true", help="skip the cold-item split runs")
+    ap.add_argument("--no-cold", action="store_true", help="same as --splits loo")
+    ap.add_argument(
+        "--splits",
+        default="loo,cold",
+        help="RecBole runs: loo (main columns), cold (warm/cold columns) or both",
+    )
     ap.add_argument("--max-epochs", type=int, default=20, help="RecBole epoch cap")
     ap.add_argument(
         "--cold-max-epochs",
@@ -169,6 +174,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     models = set(args.models.split(","))
+    splits = {"loo"} if args.no_cold else set(args.splits.split(","))
     cache = Settings().cache_dir
     work = args.work or cache / "bench-quality" / args.dataset
 
@@ -189,7 +195,7 @@ def main() -> int:
         pop = Popularity(loo.train_sequences, n)
         row.train_s = time.perf_counter() - t0
         row.loo = evaluate(pop, loo.test, n, progress=False)
-        if not args.no_cold:
+        if "cold" in splits:
             pop_c = Popularity(cold.train_sequences, n)
             row.warm = evaluate(pop_c, cold.test, n, subset=~cold_mask, progress=False)
             row.cold = evaluate(pop_c, cold.test, n, subset=cold_mask, progress=False)
@@ -203,9 +209,10 @@ def main() -> int:
         python = ensure_recbole_env(cache).python
         # leave-one-out first (the main comparison), cold-item runs after, so a
         # run cut short still has the main numbers; the table is printed as rows land
-        recbole_rows = {}
-        for model in recbole:
-            row = recbole_rows[model] = Row(f"RecBole {model}")
+        recbole_rows = {m: Row(f"RecBole {m}") for m in recbole}
+        rows += recbole_rows.values()
+        for model in recbole if "loo" in splits else []:
+            row = recbole_rows[model]
             scores, info = run_recbole(model, loo, n, work / "loo", args.max_epochs, args, python)
             row.loo = evaluate_matrix(scores, loo.test)
             row.train_s = info["train_seconds"]
@@ -214,16 +221,15 @@ def main() -> int:
                 f"{info['max_epochs']}, patience {info['patience']}, "
                 f"batch {info['train_batch_size']})"
             )
-            rows.append(row)
             progress(ds.name, rows, loo, cold_mask, args.json)
-        for model in recbole if not args.no_cold else []:
+        for model in recbole if "cold" in splits else []:
             row = recbole_rows[model]
             scores, info = run_recbole(
                 model, cold, n, work / "cold", args.cold_max_epochs or args.max_epochs, args, python
             )
             row.warm = evaluate_matrix(scores, cold.test, subset=~cold_mask)
             row.cold = evaluate_matrix(scores, cold.test, subset=cold_mask)
-            row.note += f"; cold split: {info['epochs_run']} epochs"
+            row.note += f"; cold split: {info['epochs_run']} epochs, {info['train_seconds']:.0f} s"
             progress(ds.name, rows, loo, cold_mask, args.json)
 
     if "recstream" in models:
