@@ -86,9 +86,10 @@ def fuse(
 ) -> list[Fused]:
     """Top-``k`` candidates (excluded rows dropped), best first; ties broken by row.
 
-    ``because`` is the query text when the query's weighted contribution to the
-    item is positive and beats the sequence's, else the history item nearest to
-    the item; None when neither applies (e.g. a popular pick for a cold user).
+    ``because`` is the query text when the query search proposed the item and
+    the query's weighted contribution beats the sequence's, else the history
+    item nearest to the item; None for an item only the popularity prior
+    proposed.
     """
     parts = [np.asarray(candidates.get(name, ()), dtype=np.int64) for name in _ORDER]
     allrows = np.concatenate(parts)  # (sum P,)
@@ -117,10 +118,14 @@ def fuse(
         nearest = np.argmax(sims, axis=1)
     out = []
     for j, i in enumerate(top.tolist()):
+        found_by = _SOURCES[mask[i]]
         because: str | None = None
-        if query_text and q_part[i] > max(seq_part[i], 0.0):
-            because = query_text
-        elif nearest is not None:
-            because = history_ids[int(nearest[j])]
-        out.append(Fused(int(rows[i]), float(score[i]), _SOURCES[mask[i]], because))
+        if found_by != ("popular",):  # a popular-only pick has no personal reason
+            if query_text and "query" in found_by and q_part[i] > seq_part[i]:
+                because = query_text
+            elif nearest is not None:
+                because = history_ids[int(nearest[j])]
+            elif query_text and "query" in found_by:
+                because = query_text
+        out.append(Fused(int(rows[i]), float(score[i]), found_by, because))
     return out

@@ -83,7 +83,7 @@ def test_scores_sources_and_because() -> None:
     assert by_row[1].score == pytest.approx(float(expect), rel=1e-5)
     assert by_row[1].sources == ("sequence",) and by_row[1].because == "h0"
     assert by_row[2].sources == ("query",) and by_row[2].because == "q text"
-    assert by_row[4].sources == ("popular",)
+    assert by_row[4].sources == ("popular",) and by_row[4].because is None
     both = _fuse(candidates={"sequence": np.array([2]), "query": np.array([2])})
     assert both[0].sources == ("sequence", "query")
 
@@ -104,7 +104,7 @@ def test_no_history_no_query_gives_no_because_and_ties_break_by_row() -> None:
     assert [(f.row, f.because) for f in out] == [(1, None)]
 
 
-def test_query_explains_only_items_it_pulls_toward() -> None:
+def test_query_explains_only_items_it_proposed() -> None:
     cold = {
         "weights": Weights(0, 0.7, 0.3),
         "user_vector": None,
@@ -114,4 +114,6 @@ def test_query_explains_only_items_it_pulls_toward() -> None:
     }
     by_row = {f.row: f for f in _fuse(**cold)}
     assert by_row[2].because == "q text"  # similar to the query
-    assert by_row[4].because is None  # popular, orthogonal to the query
+    assert by_row[4].because is None  # proposed by popularity only
+    seq_only = _fuse(candidates={"sequence": np.array([2])}, query_vector=VEC[2])
+    assert seq_only[0].because == "h0"  # the query did not propose it
