@@ -1,0 +1,265 @@
+"""The Faust application: ``faust -A stream.app worker`` or ``recstream worker``.
+
+One agent (concurrency 1, see faust #606 in NOTES.md) consumes ``user-events``
+and ``search-text`` together: both are keyed by ``user_id`` and co-partitioned,
+so one user's clicks and queries reach one worker, in order per partition.
+Events are micro-batched with ``stream.take_events(batch_max_size,
+within=batch_max_wait_s)``; each batch is decoded, applied to the user tables,
+answered with one ``recommend_batch`` call and produced (acks=all).
+
+Delivery (at-least-once): ``take_events`` acks a batch's events only after the
+agent body returns, and the body returns only after every output of the batch
+(recommendations and DLQ records) is acknowledged by the broker. Faust commits
+acked offsets every ``broker_commit_interval``; a crash before that replays
+the uncommitted events, so a recommendation may repeat (same
+``trigger_event_id``) but none is lost. Faust's "publish on commit"
+attachments are off (the default), so outputs go out immediately rather than at
+commit time. Exactly-once (Kafka transactions) is not used: faust-streaming has
+open duplicate/crash reports for it.
+
+``item-updates`` are followed by every worker outside the consumer group
+(``stream.catalog``); hot reload is in ``stream.model``; HTTP endpoints in
+``stream.web``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from recstream.schemas import Recommendation, encode
+from recstream.settings import Settings
+from stream.catalog import CatalogFollower, ItemOverlay
+from stream.metrics import WorkerMetrics
+from stream.model import Loader, ModelHolder, default_loader
+from stream.processing import BatchProcessor, InMessage, OutMessage, dlq_record
+from stream.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Worker", "app", "create_app"]
+
+LATEST_RECS_MAX = 100_000
+
+
+class Worker:
+    """Everything one worker process holds besides the Faust app itself."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        worker_settings: WorkerSettings,
+        loader: Loader,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.ws = worker_settings
+        self.metrics = WorkerMetrics()
+        self.overlay = ItemOverlay()
+        source = worker_settings.bundle or settings.bundles
+        self.holder = ModelHolder(
+            Path(source), loader=loader, metrics=self.metrics, overlay=self.overlay
+        )
+        self.latest: OrderedDict[str, Recommendation] = OrderedDict()
+        topics = settings.topics
+        schema = faust.Schema(key_serializer="json", value_serializer="json")
+        tables: dict[str, Any] = {"schema": schema, "partitions": self.ws.partitions}
+        self.sequences = app.Table("user_sequence", default=None, **tables)
+        self.interests = app.Table("user_interest", default=None, **tables)
+        self.trending = app.Table("trending", default=int, **tables).tumbling(
+            self.ws.trending_window_s, expires=2 * self.ws.trending_window_s
+        )
+        self.processor = BatchProcessor(
+            settings=worker_settings,
+            topics=topics,
+            model=lambda: self.holder.current,
+            sequences=self.sequences,
+            interests=self.interests,
+            metrics=self.metrics,
+            on_click=self._count_click,
+            on_message=_bind_current_event,
+        )
+        self.catalog = CatalogFollower(
+            bootstrap=settings.bootstrap,
+            topic=topics.item_updates,
+            holder=self.holder,
+            overlay=self.overlay,
+            dead_letter=self._dead_letter_one,
+            on_applied=self._update_index_gauge,
+        )
+
+    # -- the agent's work ---------------------------------------------------
+    async def handle_batch(self, events: Sequence[Any]) -> None:
+        msgs = [
+            InMessage(
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.key,
+                e.message.value,
+                context=e,
+            )
+            for e in events
+        ]
+        self.metrics.batch_size.labels(agent="recommend").observe(len(msgs))
+        try:
+            out = self.processor.process(msgs)
+        finally:
+            _bind_current_event(None)
+        t0 = time.perf_counter()
+        await self.produce(out.messages)
+        self.metrics.stage_latency.labels(stage="produce").observe(time.perf_counter() - t0)
+        for rec in out.recommendations:
+            self.metrics.e2e_latency.labels(trigger=rec.trigger).observe(
+                max(0.0, rec.emitted_ts - rec.event_ts)
+            )
+            self._remember(rec)
+
+    async def produce(self, messages: Sequence[OutMessage]) -> None:
+        """Send all, then wait until the broker acknowledged every one (acks=all)."""
+        producer = self.app.producer
+        pending = [await producer.send(m.topic, m.key, m.value, None, None, None) for m in messages]
+        await asyncio.gather(*pending)
+        for m in messages:
+            self.metrics.events_out.labels(topic=m.topic).inc()
+
+    async def _dead_letter_one(self, msg: InMessage, reason: str, error: str) -> None:
+        log.warning("dead-lettering %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+        record = dlq_record(msg, reason, error)
+        self.metrics.events_in.labels(topic=msg.topic).inc()
+        self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
+        await self.produce([OutMessage(self.settings.topics.dlq, msg.key, encode(record))])
+
+    def _count_click(self, item_id: str) -> None:
+        self.trending[item_id] += 1
+
+    def _remember(self, rec: Recommendation) -> None:
+        self.latest[rec.user_id] = rec
+        self.latest.move_to_end(rec.user_id)
+        while len(self.latest) > LATEST_RECS_MAX:
+            self.latest.popitem(last=False)
+
+    def _update_index_gauge(self) -> None:
+        if self.holder.current is not None:
+            self.metrics.index_items.set(self.overlay.index_size(self.holder.current))
+
+    # -- readiness ------------------------------------------------------------
+    def assigned(self) -> list[Any]:
+        try:
+            return sorted(self.app.consumer.assignment())
+        except Exception:  # consumer not started yet
+            return []
+
+    def readiness(self) -> dict[str, Any]:
+        assigned = self.assigned()
+        state = {
+            "model_version": self.holder.version,
+            "model_loaded": self.holder.current is not None,
+            "partitions_assigned": len(assigned),
+            "catalog_caught_up": self.catalog.caught_up.is_set(),
+        }
+        state["ready"] = bool(
+            state["model_loaded"] and state["partitions_assigned"] and state["catalog_caught_up"]
+        )
+        return state
+
+    async def update_lag(self) -> None:
+        """Set ``recstream_consumer_lag`` (high watermark − committed offset) per partition."""
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in self.assigned():
+            high = consumer.highwater(tp)
+            done = committed.get(tp)
+            if high is None:
+                continue
+            lag = high - (done if done is not None else 0)
+            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
+
+def _bind_current_event(msg: InMessage | None) -> None:
+    """Make ``msg``'s Faust event the current one, as inside ``async for event in stream``.
+
+    ``take_events`` hands us a list, so Faust's task-local "current event" is
+    unset in the agent body; table writes need it to pick the changelog
+    partition (= the input message's partition).
+    """
+    from faust.streams import _current_event
+
+    _current_event.set(None if msg is None or msg.context is None else weakref.ref(msg.context))
+
+
+def create_app(
+    settings: Settings | None = None,
+    worker_settings: WorkerSettings | None = None,
+    loader: Loader | None = None,
+) -> faust.App:
+    """Build the worker's Faust app (nothing connects until the worker starts)."""
+    settings = settings or Settings()
+    ws = worker_settings or WorkerSettings()
+    datadir = ws.data_dir or settings.state_dir / "worker" / ws.app_id
+    app = faust.App(
+        ws.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",") if h.strip()],
+        store=ws.store,
+        datadir=str(datadir),
+        web_bind=ws.web_host,
+        web_host=ws.web_host,
+        web_port=ws.web_port,
+        topic_partitions=ws.partitions,
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        # Per-partition state moves with its partition; no hot standby by default.
+        table_standby_replicas=0,
+    )
+    worker = Worker(app, settings, ws, loader or default_loader)
+    app.recstream = worker  # type: ignore[attr-defined]
+    topics = settings.topics
+    inputs = app.topic(
+        topics.user_events,
+        topics.search_text,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(inputs, name="recommend", concurrency=1)
+    async def recommend(stream: faust.StreamT[bytes]) -> None:
+        await worker.holder.loaded.wait()
+        async for events in stream.take_events(ws.batch_max_size, within=ws.batch_max_wait_s):
+            await worker.handle_batch(events)
+
+    @app.task
+    async def load_model() -> None:
+        await worker.holder.maybe_reload()
+
+    @app.timer(ws.reload_interval_s)
+    async def reload_model() -> None:
+        await worker.holder.maybe_reload()
+
+    @app.task
+    async def follow_catalog() -> None:
+        await worker.catalog.run()
+
+    @app.timer(5.0)
+    async def consumer_lag() -> None:
+        await worker.update_lag()
+
+    from stream.web import register_views
+
+    register_views(app, worker)
+    return app
+
+
+app = create_app()
