@@ -3,11 +3,13 @@
 One agent (concurrency 1, see faust #606 in NOTES.md) consumes ``user-events``
 and ``search-text`` together: both are keyed by ``user_id`` and co-partitioned,
 so one user's clicks and queries reach one worker, in order per partition.
-Events are micro-batched with ``stream.take_events(batch_max_size,
-within=batch_max_wait_s)``; each batch is decoded, applied to the user tables,
+Events are micro-batched by :func:`stream.batching.take_ready` (Faust's
+``take_events`` contract, but a batch closes as soon as nothing else is
+queued, so a lone event is not held back; ``batch_max_size`` and
+``batch_max_wait_s`` bound it); each batch is decoded, applied to the user tables,
 answered with one ``recommend_batch`` call and produced (acks=all).
 
-Delivery (at-least-once): ``take_events`` acks a batch's events only after the
+Delivery (at-least-once): ``take_ready`` acks a batch's events only after the
 agent body returns, and the body returns only after every output of the batch
 (recommendations and DLQ records) is acknowledged by the broker. Faust commits
 acked offsets every ``broker_commit_interval``; a crash before that replays
@@ -28,7 +30,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,10 @@ import faust
 
 from recstream.schemas import Recommendation, encode
 from recstream.settings import Settings
+from stream.batching import take_ready
 from stream.catalog import CatalogFollower, ItemOverlay
 from stream.metrics import WorkerMetrics
-from stream.model import Loader, ModelHolder, default_loader
+from stream.model import Loader, ModelHolder, import_loader
 from stream.processing import BatchProcessor, InMessage, OutMessage, dlq_record
 from stream.settings import WorkerSettings
 
@@ -98,7 +101,12 @@ class Worker:
         )
 
     # -- the agent's work ---------------------------------------------------
-    async def handle_batch(self, events: Sequence[Any]) -> None:
+    async def handle_batch(self, events: Sequence[Any]) -> asyncio.Future[None]:
+        """Process one batch and start producing its outputs.
+
+        Returns a future that completes once the broker acknowledged every output
+        of the batch (acks=all); the caller acks the input events only then.
+        """
         msgs = [
             InMessage(
                 e.message.topic,
@@ -115,29 +123,35 @@ class Worker:
             out = self.processor.process(msgs)
         finally:
             _bind_current_event(None)
-        t0 = time.perf_counter()
-        await self.produce(out.messages)
-        self.metrics.stage_latency.labels(stage="produce").observe(time.perf_counter() - t0)
         for rec in out.recommendations:
             self.metrics.e2e_latency.labels(trigger=rec.trigger).observe(
                 max(0.0, rec.emitted_ts - rec.event_ts)
             )
             self._remember(rec)
+        return await self.produce(out.messages)
 
-    async def produce(self, messages: Sequence[OutMessage]) -> None:
-        """Send all, then wait until the broker acknowledged every one (acks=all)."""
+    async def produce(self, messages: Sequence[OutMessage]) -> asyncio.Future[None]:
+        """Hand every message to the producer; the future completes when all are acked."""
+        t0 = time.perf_counter()
         producer = self.app.producer
         pending = [await producer.send(m.topic, m.key, m.value, None, None, None) for m in messages]
-        await asyncio.gather(*pending)
-        for m in messages:
-            self.metrics.events_out.labels(topic=m.topic).inc()
+
+        async def delivered() -> None:
+            await asyncio.gather(*pending)
+            self.metrics.stage_latency.labels(stage="produce").observe(time.perf_counter() - t0)
+            for m in messages:
+                self.metrics.events_out.labels(topic=m.topic).inc()
+
+        return asyncio.ensure_future(delivered())
 
     async def _dead_letter_one(self, msg: InMessage, reason: str, error: str) -> None:
         log.warning("dead-lettering %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
         record = dlq_record(msg, reason, error)
         self.metrics.events_in.labels(topic=msg.topic).inc()
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
-        await self.produce([OutMessage(self.settings.topics.dlq, msg.key, encode(record))])
+        await await_delivery(
+            await self.produce([OutMessage(self.settings.topics.dlq, msg.key, encode(record))])
+        )
 
     def _count_click(self, item_id: str) -> None:
         self.trending[item_id] += 1
@@ -185,6 +199,47 @@ class Worker:
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
 
+async def await_delivery(fut: asyncio.Future[None]) -> None:
+    await fut
+
+
+class AckPipeline:
+    """Acks each batch's input events after its outputs are delivered, in batch order.
+
+    Processing of batch n+1 overlaps the broker round trip of batch n (up to
+    ``depth`` batches in flight), but no input offset is acked, and so none is
+    committed, before the outputs it caused are acknowledged by the broker. A
+    delivery failure stops the agent (the worker crashes and the unacked events
+    are consumed again: at-least-once).
+    """
+
+    def __init__(self, stream: Any, depth: int) -> None:
+        self.stream = stream
+        self.depth = depth
+        self._inflight: deque[asyncio.Task[None]] = deque()
+        self._last: asyncio.Task[None] | None = None
+
+    async def add(self, events: Sequence[Any], delivered: asyncio.Future[None]) -> None:
+        while self._inflight and self._inflight[0].done():
+            self._inflight.popleft().result()  # re-raise a delivery failure here
+        if len(self._inflight) >= self.depth:
+            await self._inflight.popleft()
+        self._last = asyncio.ensure_future(self._ack_after(events, delivered, self._last))
+        self._inflight.append(self._last)
+
+    async def _ack_after(
+        self,
+        events: Sequence[Any],
+        delivered: asyncio.Future[None],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        await delivered
+        if previous is not None:
+            await previous  # keep acks in batch order
+        for event in events:
+            await self.stream.ack(event)
+
+
 def _bind_current_event(msg: InMessage | None) -> None:
     """Make ``msg``'s Faust event the current one, as inside ``async for event in stream``.
 
@@ -206,6 +261,7 @@ def create_app(
     settings = settings or Settings()
     ws = worker_settings or WorkerSettings()
     datadir = ws.data_dir or settings.state_dir / "worker" / ws.app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
     app = faust.App(
         ws.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",") if h.strip()],
@@ -224,7 +280,7 @@ def create_app(
         # Per-partition state moves with its partition; no hot standby by default.
         table_standby_replicas=0,
     )
-    worker = Worker(app, settings, ws, loader or default_loader)
+    worker = Worker(app, settings, ws, loader or import_loader(ws.loader))
     app.recstream = worker  # type: ignore[attr-defined]
     topics = settings.topics
     inputs = app.topic(
@@ -237,8 +293,11 @@ def create_app(
     @app.agent(inputs, name="recommend", concurrency=1)
     async def recommend(stream: faust.StreamT[bytes]) -> None:
         await worker.holder.loaded.wait()
-        async for events in stream.take_events(ws.batch_max_size, within=ws.batch_max_wait_s):
-            await worker.handle_batch(events)
+        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
+        batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
+        async for events in batches:
+            delivered = await worker.handle_batch(events)
+            await acks.add(events, delivered)
 
     @app.task
     async def load_model() -> None:
@@ -262,4 +321,12 @@ def create_app(
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Any:
+    # ``faust -A stream.app worker`` looks up ``stream.app.app``: build it on first
+    # use (from the environment), not at import, so importing this module is cheap
+    # and ``recstream worker`` can build its own with command-line overrides.
+    if name == "app":
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(name)

@@ -132,8 +132,9 @@ class CatalogFollower:
         try:
             parts: set[int] | None = None
             while not parts:
-                await consumer.topics()  # refreshes cluster metadata
-                parts = consumer.partitions_for_topic(self.topic)
+                # aiokafka has no public "describe this topic" on a consumer.
+                cluster = await consumer._client.fetch_all_metadata()
+                parts = cluster.partitions_for_topic(self.topic)
                 if not parts:
                     log.info("waiting for topic %s to exist", self.topic)
                     await asyncio.sleep(1.0)

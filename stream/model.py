@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inference.types import Recommender, Request
-from recstream.errors import BundleError
+from recstream.errors import BundleError, ConfigError
 from stream.catalog import ItemOverlay
 from stream.metrics import WorkerMetrics
 
@@ -87,6 +87,20 @@ def default_loader(path: Path) -> Recommender:
     from inference import load_recommender  # type: ignore[attr-defined]
 
     return load_recommender(path)  # type: ignore[no-any-return]
+
+
+def import_loader(spec: str) -> Loader:
+    """Resolve a ``"module:function"`` loader setting."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"loader {spec!r} not importable ({exc}); use 'module:function'") from exc
+    if not callable(fn):
+        raise ConfigError(f"loader {spec!r} is not callable")
+    return fn  # type: ignore[no-any-return]
 
 
 class ModelHolder:

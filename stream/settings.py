@@ -20,10 +20,13 @@ class WorkerSettings(BaseSettings):
 
     # Faust application id = Kafka consumer group and prefix of changelog topics.
     app_id: str = "recstream"
-    # Micro-batching: a batch closes when it holds this many events ...
+    # Micro-batching: a batch closes when nothing else is queued, when it holds
+    # this many events, ...
     batch_max_size: int = Field(default=64, ge=1, le=10_000)
-    # ... or when this many seconds passed since the previous batch closed.
-    batch_max_wait_s: float = Field(default=0.002, gt=0, le=5.0)
+    # ... or at the latest this many seconds after the previous batch closed.
+    batch_max_wait_s: float = Field(default=0.005, gt=0, le=5.0)
+    # Batches whose outputs may await broker acks while the next batch is processed.
+    max_inflight_batches: int = Field(default=8, ge=1, le=1000)
     # Table store: rocksdb:// is durable across restarts; memory:// for tests.
     store: str = "rocksdb://"
     # Directory for the rocksdb store and faust's data (default <state_dir>/worker/<app_id>).
@@ -39,6 +42,8 @@ class WorkerSettings(BaseSettings):
     # default <state_dir>/bundles. See stream.model for how a root is followed.
     bundle: Path | None = None
     reload_interval_s: float = Field(default=5.0, gt=0)
+    # "module:function" that loads a bundle directory into a Recommender.
+    loader: str = "stream.model:default_loader"
     # Partitions of changelog topics; must equal the input topics' partition count.
     partitions: int = Field(default=4, ge=1)
     # Trending window (seconds) for the windowed item-count table.

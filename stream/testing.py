@@ -8,7 +8,9 @@ order; items in the request's history or exclude set are never returned.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -85,3 +87,18 @@ class FakeRecommender:
     def title(self, item_id: str) -> str | None:
         entry = self.items.get(item_id)
         return None if entry is None else entry[0]
+
+
+def load_fake_bundle(path: Path) -> FakeRecommender:
+    """Loader for ``RECSTREAM_WORKER_LOADER=stream.testing:load_fake_bundle``: a
+    FakeRecommender over a bundle directory's ``items.jsonl`` and manifest version
+    (no ONNX/FAISS; development and unit tests only)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    items: dict[str, tuple[str, str]] = {}
+    items_file = path / "items.jsonl"
+    if items_file.is_file():
+        for line in items_file.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                items[str(row["item_id"])] = (row.get("title", ""), row.get("text") or "")
+    return FakeRecommender(items, version=str(manifest["version"]))

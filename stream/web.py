@@ -27,7 +27,9 @@ def register_views(app: faust.App, worker: Worker) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(worker.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type; the exposition is UTF-8.
+            content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+            return self.bytes(worker.metrics.render(), content_type=content_type)
 
     @app.page("/healthz")
     class Health(View):
