@@ -48,7 +48,7 @@ from stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "app", "create_app"]
+__all__ = ["Worker", "create_app"]  # plus the lazy module attribute ``app``
 
 LATEST_RECS_MAX = 100_000
 
