@@ -4,20 +4,20 @@ One agent (concurrency 1, see faust #606 in NOTES.md) consumes ``user-events``
 and ``search-text`` together: both are keyed by ``user_id`` and co-partitioned,
 so one user's clicks and queries reach one worker, in order per partition.
 Events are micro-batched by :func:`stream.batching.take_ready` (Faust's
-``take_events`` contract, but a batch closes as soon as nothing else is
-queued, so a lone event is not held back; ``batch_max_size`` and
-``batch_max_wait_s`` bound it); each batch is decoded, applied to the user tables,
-answered with one ``recommend_batch`` call and produced (acks=all).
+``take_events`` contract, but the wait starts at a batch's first event:
+``batch_max_size`` / ``batch_max_wait_s``); each batch is decoded, applied to
+the user tables, answered with one ``recommend_batch`` call and produced
+(acks=all) together with the tables' changelog records (``stream.state``).
 
-Delivery (at-least-once): ``take_ready`` acks a batch's events only after the
-agent body returns, and the body returns only after every output of the batch
-(recommendations and DLQ records) is acknowledged by the broker. Faust commits
-acked offsets every ``broker_commit_interval``; a crash before that replays
-the uncommitted events, so a recommendation may repeat (same
-``trigger_event_id``) but none is lost. Faust's "publish on commit"
-attachments are off (the default), so outputs go out immediately rather than at
-commit time. Exactly-once (Kafka transactions) is not used: faust-streaming has
-open duplicate/crash reports for it.
+Delivery (at-least-once): the input events of a batch are acked to Faust only
+after the broker acknowledged every output of that batch (recommendations, DLQ
+records, changelog records), in batch order (:class:`AckPipeline`; the next
+batch is processed meanwhile). Faust commits only acked offsets, every
+``broker_commit_interval``; a crash replays the uncommitted events, so a
+recommendation may repeat (same ``trigger_event_id``) but none is lost.
+Faust's "publish on commit" attachments are off (its default), so outputs go
+out at once rather than at commit time. Exactly-once (Kafka transactions) is
+not used: faust-streaming has open duplicate/crash reports for it.
 
 ``item-updates`` are followed by every worker outside the consumer group
 (``stream.catalog``); hot reload is in ``stream.model``; HTTP endpoints in
@@ -45,6 +45,7 @@ from stream.metrics import WorkerMetrics
 from stream.model import Loader, ModelHolder, import_loader
 from stream.processing import BatchProcessor, InMessage, OutMessage, dlq_record
 from stream.settings import WorkerSettings
+from stream.state import ChangelogBatch, TableView
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,12 @@ class Worker:
         topics = settings.topics
         schema = faust.Schema(key_serializer="json", value_serializer="json")
         tables: dict[str, Any] = {"schema": schema, "partitions": self.ws.partitions}
-        self.sequences = app.Table("user_sequence", default=None, **tables)
-        self.interests = app.Table("user_interest", default=None, **tables)
-        self.trending = app.Table("trending", default=int, **tables).tumbling(
-            self.ws.trending_window_s, expires=2 * self.ws.trending_window_s
-        )
+        self.changelog = ChangelogBatch()
+        self.sequences = TableView(app.Table("user_sequence", **tables), self.changelog)
+        self.interests = TableView(app.Table("user_interest", **tables), self.changelog)
+        # Trending: clicks per item in the current tumbling window (per worker:
+        # counts of the users on its partitions), {"w": window start, "n": count}.
+        self.trending = TableView(app.Table("trending", **tables), self.changelog)
         self.processor = BatchProcessor(
             settings=worker_settings,
             topics=topics,
@@ -89,7 +91,7 @@ class Worker:
             interests=self.interests,
             metrics=self.metrics,
             on_click=self._count_click,
-            on_message=_bind_current_event,
+            on_message=self._enter_message,
         )
         self.catalog = CatalogFollower(
             bootstrap=settings.bootstrap,
@@ -128,7 +130,7 @@ class Worker:
                 max(0.0, rec.emitted_ts - rec.event_ts)
             )
             self._remember(rec)
-        return await self.produce(out.messages)
+        return await self.produce([*self.changelog.drain(), *out.messages])
 
     async def produce(self, messages: Sequence[OutMessage]) -> asyncio.Future[None]:
         """Hand every message to the producer; the future completes when all are acked."""
@@ -153,8 +155,28 @@ class Worker:
             await self.produce([OutMessage(self.settings.topics.dlq, msg.key, encode(record))])
         )
 
+    def _enter_message(self, msg: InMessage) -> None:
+        _bind_current_event(msg)
+        self.changelog.partition = msg.partition
+
     def _count_click(self, item_id: str) -> None:
-        self.trending[item_id] += 1
+        window = self.ws.trending_window_s
+        start = time.time() // window * window
+        entry = self.trending.get(item_id)
+        same = isinstance(entry, dict) and entry.get("w") == start
+        n = int(entry["n"]) + 1 if same else 1
+        self.trending[item_id] = {"w": start, "n": n}
+
+    def top_trending(self, k: int = 10) -> list[tuple[str, int]]:
+        """Most clicked items of the current window on this worker's partitions."""
+        window = self.ws.trending_window_s
+        start = time.time() // window * window
+        counts = [
+            (str(i), int(e["n"]))
+            for i, e in self.trending.items()
+            if isinstance(e, dict) and e.get("w") == start
+        ]
+        return sorted(counts, key=lambda c: -c[1])[:k]
 
     def _remember(self, rec: Recommendation) -> None:
         self.latest[rec.user_id] = rec
@@ -174,11 +196,13 @@ class Worker:
             return []
 
     def readiness(self) -> dict[str, Any]:
-        assigned = self.assigned()
+        inputs = {self.settings.topics.user_events, self.settings.topics.search_text}
+        mine = sorted({tp.partition for tp in self.assigned() if tp.topic in inputs})
         state = {
             "model_version": self.holder.version,
             "model_loaded": self.holder.current is not None,
-            "partitions_assigned": len(assigned),
+            "partitions_assigned": len(mine),
+            "input_partitions": mine,
             "catalog_caught_up": self.catalog.caught_up.is_set(),
         }
         state["ready"] = bool(
@@ -314,6 +338,16 @@ def create_app(
     @app.timer(5.0)
     async def consumer_lag() -> None:
         await worker.update_lag()
+
+    @app.timer(30.0)
+    async def maintain_index() -> None:
+        # Compacts a tombstoned HNSW index when the serving core asks for it; runs
+        # on the loop thread between batches (the index is not shared across threads).
+        maintain = getattr(worker.holder.current, "maintain", None)
+        if callable(maintain):
+            t0 = time.perf_counter()
+            if maintain():
+                log.info("index compacted in %.2f s", time.perf_counter() - t0)
 
     from stream.web import register_views
 

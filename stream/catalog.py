@@ -84,8 +84,10 @@ class ItemOverlay:
 
     @staticmethod
     def index_size(recommender: Recommender) -> int:
-        """Searchable items, if the recommender tells (``num_items`` or ``len``)."""
-        n: Any = getattr(recommender, "num_items", None)
+        """Searchable items, if the recommender tells (``n_items``, ``num_items`` or ``len``)."""
+        n: Any = getattr(recommender, "n_items", None)
+        if n is None:
+            n = getattr(recommender, "num_items", None)
         if n is None:
             try:
                 n = len(recommender)  # type: ignore[arg-type]

@@ -84,9 +84,9 @@ def bundle_created_ts(path: Path) -> float:
 
 def default_loader(path: Path) -> Recommender:
     """Load a bundle with the serving core (hashes are verified before anything loads)."""
-    from inference import load_recommender  # type: ignore[attr-defined]
+    from inference import load_recommender
 
-    return load_recommender(path)  # type: ignore[no-any-return]
+    return load_recommender(path)
 
 
 def import_loader(spec: str) -> Loader:
@@ -167,7 +167,11 @@ class ModelHolder:
             # loop thread, then swap; nothing can interleave between the two.
             created = bundle_created_ts(target)
             self.overlay.replay(new, created, after=replayed_upto)
+            old = self.current
             self.install(new, target)
+            close = getattr(old, "close", None)
+            if callable(close):  # nothing uses it any more: this runs between batches
+                close()
             self.metrics.index_items.set(self.overlay.index_size(new))
             self.metrics.model_reloads.labels(result="ok").inc()
             return True

@@ -67,6 +67,7 @@ class OutMessage:
     topic: str
     key: bytes | None
     value: bytes
+    partition: int | None = None  # None: the producer's partitioner (by key)
 
 
 @dataclass

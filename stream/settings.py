@@ -20,11 +20,10 @@ class WorkerSettings(BaseSettings):
 
     # Faust application id = Kafka consumer group and prefix of changelog topics.
     app_id: str = "recstream"
-    # Micro-batching: a batch closes when nothing else is queued, when it holds
-    # this many events, ...
+    # Micro-batching: a batch closes when it holds this many events ...
     batch_max_size: int = Field(default=64, ge=1, le=10_000)
-    # ... or at the latest this many seconds after the previous batch closed.
-    batch_max_wait_s: float = Field(default=0.005, gt=0, le=5.0)
+    # ... or this many seconds after its first event arrived (0: take what is queued).
+    batch_max_wait_s: float = Field(default=0.002, ge=0, le=5.0)
     # Batches whose outputs may await broker acks while the next batch is processed.
     max_inflight_batches: int = Field(default=8, ge=1, le=1000)
     # Table store: rocksdb:// is durable across restarts; memory:// for tests.

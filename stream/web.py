@@ -4,6 +4,7 @@
 - ``GET /healthz``: 200 while the process runs its event loop.
 - ``GET /readyz``: 200 when a bundle is loaded, partitions are assigned and the
   catalog is caught up; 503 (with the reasons as JSON) otherwise.
+- ``GET /trending``: the most clicked items of the current window (this worker's users).
 - ``GET /users/{user_id}/recommendations``: the latest recommendation this
   worker emitted for that user (users on its partitions, most recent 100k);
   404 if it has none. Faust's ``table_route`` could forward to the owning
@@ -41,6 +42,12 @@ def register_views(app: faust.App, worker: Worker) -> None:
         async def get(self, request: Request) -> Response:
             state = worker.readiness()
             return self.json(state, status=200 if state["ready"] else 503)
+
+    @app.page("/trending")
+    class Trending(View):
+        async def get(self, request: Request) -> Response:
+            top = worker.top_trending(20)
+            return self.json({"items": [{"item_id": i, "clicks": n} for i, n in top]})
 
     @app.page("/users/{user_id}/recommendations")
     class UserRecommendations(View):
