@@ -18,17 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -36,6 +31,7 @@ from recstream.errors import ConfigError, RecstreamError
 from recstream.schemas import Recommendation
 from recstream.settings import Settings
 from stream.model import resolve_bundle
+from stream.process import WorkerProcess, python_cli, worker_env
 from stream.replay import Planned, dataset_events, publish, text_only_users
 from stream.tail import Titles, follow
 
@@ -52,10 +48,6 @@ NEW_USER_QUERIES = (
 DEMO_APP_ID = "recstream-demo"
 
 
-def _python_cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from recstream.cli import main; main()", *args]
-
-
 def ensure_bundle(settings: Settings) -> Path:
     """The bundle to serve: the newest under the bundles dir, or a freshly trained one."""
     found = resolve_bundle(settings.bundles) if settings.bundles.exists() else None
@@ -70,7 +62,7 @@ def ensure_bundle(settings: Settings) -> Path:
             f"no bundle under {settings.bundles} and the training package cannot be imported "
             f"({exc}); install the 'train' extra or put a bundle there"
         ) from exc
-    result = subprocess.run(_python_cli("train", "--quick"), check=False)
+    result = subprocess.run(python_cli("train", "--quick"), check=False)
     found = resolve_bundle(settings.bundles) if settings.bundles.exists() else None
     if result.returncode != 0 or found is None:
         raise RecstreamError(
@@ -78,72 +70,6 @@ def ensure_bundle(settings: Settings) -> Path:
             f"under {settings.bundles}"
         )
     return found
-
-
-class WorkerProcess:
-    """A ``recstream worker`` child process and its log file."""
-
-    def __init__(self, settings: Settings, web_port: int, log_file: Path) -> None:
-        self.web_port = web_port
-        self.log_file = log_file
-        env = {
-            **os.environ,
-            "RECSTREAM_BOOTSTRAP": settings.bootstrap,
-            "RECSTREAM_WORKER_APP_ID": DEMO_APP_ID,
-            "RECSTREAM_WORKER_WEB_PORT": str(web_port),
-            "RECSTREAM_WORKER_STORE": os.environ.get("RECSTREAM_WORKER_STORE", "memory://"),
-            "RECSTREAM_WORKER_BUNDLE": str(settings.bundles),
-        }
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._out = open(log_file, "ab")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            _python_cli("worker"),
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # our Ctrl-C handling stops it, not the terminal's SIGINT
-        )
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.web_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def wait_ready(self, timeout_s: float = 180.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RecstreamError(f"worker exited ({self.proc.returncode}):\n{self.tail_log()}")
-            with contextlib.suppress(OSError):
-                status, body = self.get("/readyz")
-                last = json.loads(body)
-                if status == 200:
-                    return dict(last)
-            time.sleep(0.5)
-        raise RecstreamError(
-            f"worker not ready after {timeout_s:.0f} s ({last}):\n{self.tail_log()}"
-        )
-
-    def tail_log(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
 
 
 def demo_events(dataset: str, every: int = 150) -> Iterator[Planned]:
@@ -207,9 +133,10 @@ async def _live(
 
 
 def run_demo(duration: float | None, rate: float, web_port: int) -> None:
+    from rich.console import Console
+
     from recstream.kafka_admin import ensure_topics
     from recstream.localkafka import LocalKafka
-    from rich.console import Console
 
     console = Console()
     settings = Settings()
@@ -229,7 +156,14 @@ def run_demo(duration: float | None, rate: float, web_port: int) -> None:
         bundle = ensure_bundle(settings)
         console.print(f"bundle {bundle}")
         console.rule("3/4 worker")
-        worker = WorkerProcess(settings, web_port, settings.state_dir / "demo" / "worker.log")
+        env = worker_env(
+            settings,
+            app_id=DEMO_APP_ID,
+            web_port=web_port,
+            bundle=settings.bundles,
+            store=os.environ.get("RECSTREAM_WORKER_STORE", "memory://"),
+        )
+        worker = WorkerProcess(env, web_port, settings.state_dir / "demo" / "worker.log")
         state = worker.wait_ready()
         console.print(f"worker ready: {state}  (metrics: http://127.0.0.1:{web_port}/metrics)")
         console.rule("4/4 live recommendations (Ctrl-C to stop)")
