@@ -90,7 +90,7 @@ async def test_hot_reload_mid_stream_loses_and_repeats_nothing(
     assert set(versions) == {"tiny-1", "tiny-2"}
     # the swap is atomic: in each output partition, once tiny-2 appears tiny-1 never returns
     by_partition = defaultdict(list)
-    for partition, offset, rec, _ in sorted(c.recs, key=lambda x: (x[0], x[1])):
+    for partition, _offset, rec, _ in sorted(c.recs, key=lambda x: (x[0], x[1])):
         by_partition[partition].append(rec.model_version)
     for seq in by_partition.values():
         if "tiny-2" in seq:
