@@ -75,7 +75,7 @@ class Worker:
         )
         self.latest: OrderedDict[str, Recommendation] = OrderedDict()
         topics = settings.topics
-        schema = faust.Schema(key_serializer="json", value_serializer="json")
+        schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
         tables: dict[str, Any] = {"schema": schema, "partitions": self.ws.partitions}
         self.changelog = ChangelogBatch()
         self.sequences = TableView(app.Table("user_sequence", **tables), self.changelog)

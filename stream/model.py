@@ -100,7 +100,7 @@ def import_loader(spec: str) -> Loader:
         raise ConfigError(f"loader {spec!r} not importable ({exc}); use 'module:function'") from exc
     if not callable(fn):
         raise ConfigError(f"loader {spec!r} is not callable")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 class ModelHolder:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,6 +46,14 @@ from stream.settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 PASSTHROUGH_VERSION = "passthrough"
+
+
+class StateMap(Protocol):
+    """Per-user state: a dict in tests, a :class:`stream.state.TableView` in the worker."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any, /) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,8 @@ class BatchProcessor:
         settings: WorkerSettings,
         topics: TopicNames,
         model: Callable[[], Recommender | None],
-        sequences: MutableMapping[str, Any],
-        interests: MutableMapping[str, Any],
+        sequences: StateMap,
+        interests: StateMap,
         metrics: WorkerMetrics,
         on_click: Callable[[str], None] | None = None,
         on_message: Callable[[InMessage], None] | None = None,
