@@ -37,6 +37,7 @@ from typing import Any
 
 import faust
 
+from recstream.kafka_admin import client_kwargs
 from recstream.schemas import Recommendation, encode
 from recstream.settings import Settings
 from stream.batching import take_ready
@@ -100,6 +101,7 @@ class Worker:
             overlay=self.overlay,
             dead_letter=self._dead_letter_one,
             on_applied=self._update_index_gauge,
+            consumer_options=client_kwargs(settings.bootstrap, settings.security),
         )
 
     # -- the agent's work ---------------------------------------------------
@@ -276,6 +278,22 @@ def _bind_current_event(msg: InMessage | None) -> None:
     _current_event.set(None if msg is None or msg.context is None else weakref.ref(msg.context))
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """Faust ``broker_credentials`` from ``RECSTREAM_SECURITY__*`` (None for PLAINTEXT)."""
+    kw = client_kwargs(settings.bootstrap, settings.security)  # validates, builds the SSL context
+    protocol = kw["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(kw["ssl_context"])
+    return faust.SASLCredentials(
+        username=kw["sasl_plain_username"],
+        password=kw["sasl_plain_password"],
+        mechanism=kw["sasl_mechanism"],
+        ssl_context=kw.get("ssl_context"),
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     worker_settings: WorkerSettings | None = None,
@@ -303,6 +321,7 @@ def create_app(
         autodiscover=False,
         # Per-partition state moves with its partition; no hot standby by default.
         table_standby_replicas=0,
+        broker_credentials=faust_credentials(settings),
     )
     worker = Worker(app, settings, ws, loader or import_loader(ws.loader))
     app.recstream = worker  # type: ignore[attr-defined]

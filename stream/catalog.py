@@ -122,13 +122,13 @@ class CatalogFollower:
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        options = {"bootstrap_servers": self.bootstrap, **self.options}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
-            **self.options,
+            **options,
         )
         await consumer.start()
         try:

@@ -119,7 +119,10 @@ async def publish(
     if rate <= 0:
         raise ConfigError(f"rate must be positive, got {rate}")
     topics = settings.topics
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=0)
+    from recstream.kafka_admin import client_kwargs
+
+    kw = client_kwargs(settings.bootstrap, settings.security)
+    producer = AIOKafkaProducer(**kw, acks="all", linger_ms=0)
     await producer.start()
     sent = 0
     bar = tqdm(total=limit, unit="ev", disable=not progress, desc="replay")

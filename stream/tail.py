@@ -83,9 +83,11 @@ async def follow(
     from rich.console import Console
 
     console = Console()
+    from recstream.kafka_admin import client_kwargs
+
     consumer = AIOKafkaConsumer(
         settings.topics.recommendations,
-        bootstrap_servers=settings.bootstrap,
+        **client_kwargs(settings.bootstrap, settings.security),
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         fetch_max_wait_ms=100,
