@@ -215,12 +215,15 @@ class Worker:
     async def update_lag(self) -> None:
         """Set ``recstream_consumer_lag`` (high watermark − committed offset) per partition."""
         consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
+        committed = getattr(consumer, "_committed_offset", {})  # faust keeps no public view
+        inputs = {self.settings.topics.user_events, self.settings.topics.search_text}
         for tp in self.assigned():
-            high = consumer.highwater(tp)
-            done = committed.get(tp)
-            if high is None:
+            if tp.topic not in inputs:
                 continue
+            high = consumer.highwater(tp)
+            if high is None:  # nothing fetched from it yet
+                continue
+            done = committed.get(tp)
             lag = high - (done if done is not None else 0)
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 

@@ -62,7 +62,8 @@ def ensure_bundle(settings: Settings) -> Path:
             f"no bundle under {settings.bundles} and the training package cannot be imported "
             f"({exc}); install the 'train' extra or put a bundle there"
         ) from exc
-    result = subprocess.run(python_cli("train", "--quick"), check=False)
+    cmd = python_cli("train", "--quick", "--dataset", "ml-100k", "--out", str(settings.bundles))
+    result = subprocess.run(cmd, check=False)
     found = resolve_bundle(settings.bundles) if settings.bundles.exists() else None
     if result.returncode != 0 or found is None:
         raise RecstreamError(
