@@ -179,6 +179,8 @@ class BatchProcessor:
             if result is None:
                 continue
             if isinstance(p.event, SearchText) and result.query_vector is not None:
+                if self.on_message is not None:
+                    self.on_message(p.msg)  # the write belongs to this event's partition
                 self._cache_query_vector(p.event, result.query_vector, result.model_version)
             rec = self._recommendation(p.event, result, version)
             out.recommendations.append(rec)

@@ -192,3 +192,23 @@ def test_passthrough_skips_model_and_state() -> None:
         ("b", [], "passthrough"),
     ]
     assert h.model.batches == [] and h.sequences == {}
+
+
+def test_every_state_write_happens_in_its_own_messages_context() -> None:
+    h = Harness()
+    current: list[int] = [-1]
+    writes: list[tuple[str, int]] = []
+
+    class Recording(dict):
+        def __setitem__(self, key, value) -> None:
+            writes.append((key, current[0]))
+            super().__setitem__(key, value)
+
+    h.proc.sequences = Recording()
+    h.proc.interests = Recording()
+    h.proc.on_message = lambda m: current.__setitem__(0, m.partition)
+    a = InMessage(TOPICS.search_text, 1, 10, b"a", json.dumps(query("q", "a", "horror")).encode())
+    b = InMessage(TOPICS.user_events, 3, 11, b"b", json.dumps(click("c", "b", "m1")).encode())
+    h.proc.process([a, b])
+    # the query's vector is cached after the model call: still under partition 1
+    assert writes == [("a", 1), ("b", 3), ("a", 1)]
