@@ -140,6 +140,7 @@ def run_demo(duration: float | None, rate: float, web_port: int) -> None:
     from recstream.localkafka import LocalKafka
 
     console = Console()
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # CPU-feature probing chatter
     settings = Settings()
     broker = LocalKafka.from_settings(settings)
     started_broker = not broker.status().running
@@ -166,7 +167,10 @@ def run_demo(duration: float | None, rate: float, web_port: int) -> None:
         )
         worker = WorkerProcess(env, web_port, settings.state_dir / "demo" / "worker.log")
         state = worker.wait_ready()
-        console.print(f"worker ready: {state}  (metrics: http://127.0.0.1:{web_port}/metrics)")
+        console.print(
+            f"worker ready, model {state['model_version']}; metrics "
+            f"http://127.0.0.1:{web_port}/metrics, log {worker.log_file}"
+        )
         console.rule("4/4 live recommendations (Ctrl-C to stop)")
         titles = Titles.from_bundle(bundle)
         with contextlib.suppress(KeyboardInterrupt):
