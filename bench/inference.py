@@ -101,6 +101,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--ef-construction", type=int, default=40, help="HNSW efConstruction")
     ap.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch at serve time")
     ap.add_argument(
+        "--ef-sweep", type=int, nargs="*", default=[128, 256], help="more efSearch for recall"
+    )
+    ap.add_argument(
         "--threads", type=int, default=1, help="onnxruntime and FAISS threads at serve time"
     )
     ap.add_argument(
@@ -203,18 +206,39 @@ def export_sasrec(out: Path, dim: int) -> Path:
     return path
 
 
+LATENT = 48  # intrinsic dimension of the synthetic catalog
+
+
 def catalog(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Clustered unit vectors (N, D) and a Zipf-like popularity (N,)."""
+    """Clustered unit vectors (N, D) of intrinsic dimension ~LATENT, Zipf-like popularity (N,).
+
+    Sentence-encoder embeddings are far from isotropic; uniform random 384-d
+    vectors would make every ANN index look bad and every exact scan look good.
+    """
     rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((1000, dim)).astype(np.float32)
+    centers = rng.standard_normal((1000, LATENT)).astype(np.float32)
+    proj = (rng.standard_normal((LATENT, dim)) / np.sqrt(LATENT)).astype(np.float32)
     vecs = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):
         stop = min(n, start + 100_000)
-        c = centers[rng.integers(0, len(centers), stop - start)]
-        vecs[start:stop] = c + 0.8 * rng.standard_normal(c.shape).astype(np.float32)
+        z = centers[rng.integers(0, len(centers), stop - start)]
+        z = z + 0.6 * rng.standard_normal(z.shape).astype(np.float32)  # (b, LATENT)
+        vecs[start:stop] = z @ proj + 0.05 * rng.standard_normal((stop - start, dim))
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     pop = (1.0 / (1.0 + rng.permutation(n)) ** 0.8).astype(np.float32)
     return vecs, pop / pop.max()
+
+
+def recall_queries(vecs: np.ndarray, m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Two query sets: near an item (a focused user) and the mean of 5 random items (hard)."""
+    dim = vecs.shape[1]
+    near = vecs[rng.integers(0, len(vecs), m)] + 0.03 * rng.standard_normal((m, dim))
+    mix = vecs[rng.integers(0, len(vecs), (m, 5))].mean(1)
+    out = {}
+    for name, q in (("near-item", near), ("mean-of-5", mix)):
+        q = q.astype(np.float32)
+        out[name] = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return out
 
 
 def build_bundle(args: argparse.Namespace) -> Path:
@@ -223,7 +247,9 @@ def build_bundle(args: argparse.Namespace) -> Path:
     from inference.testing import build_tokenizer, text_encoder_graph, token_embeddings, vocabulary
 
     text = "tiny" if args.tiny_text else "minilm"
-    name = f"bench-{args.items}-{args.dim}-m{args.hnsw_m}-efc{args.ef_construction}-{text}"
+    name = (
+        f"bench-lat{LATENT}-{args.items}-{args.dim}-m{args.hnsw_m}-efc{args.ef_construction}-{text}"
+    )
     final = args.out / name
     if (final / "manifest.json").exists():
         return final
@@ -308,6 +334,7 @@ def query_text(rng: np.random.Generator) -> str:
 
 def run(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(42)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     path = build_bundle(args)
     print(f"bundle ready in {time.perf_counter() - t0:.1f}s: {path}", flush=True)
@@ -359,26 +386,43 @@ def run(args: argparse.Namespace) -> dict:
                 time_calls(rec8.recommend_batch, [queries(b) for _ in range(calls)]),
             )
 
-    # Stage split at batch 1 (from Result.timings).
-    stages: dict[str, list[float]] = {}
-    for reqs in [clicks(1) for _ in range(200)] + [queries(1) for _ in range(200)]:
-        for k, v in rec.recommend_batch(reqs)[0].timings.items():
-            stages.setdefault(k, []).append(v)
+    # Stage split at batch 1 (from Result.timings), per trigger.
+    stages: dict[str, float] = {}
+    for trig, make in (("click", clicks), ("query", queries)):
+        per: dict[str, list[float]] = {}
+        for _ in range(200):
+            for k, v in rec.recommend_batch(make(1))[0].timings.items():
+                per.setdefault(k, []).append(v)
+        stages |= {f"{trig}.{k}": pct(v)[0] for k, v in per.items() if np.median(v) > 1e-5}
 
-    # ANN vs exact: queries are noisy means of random item pairs (in-distribution user vectors).
+    # ANN vs exact (numpy) on two query sets, for several efSearch values.
     vecs = rec.index.vectors
-    pairs = rng.integers(0, n, size=(args.recall_queries, 2))
-    q = vecs[pairs].sum(1) + 0.05 * rng.standard_normal((args.recall_queries, args.dim)).astype(
-        np.float32
-    )
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    t0 = time.perf_counter()
-    exact = np.argpartition(-(q @ vecs.T), 10, axis=1)[:, :10]
-    exact_batch_s = time.perf_counter() - t0
-    _, ann = rec.index.search(q, 10)
-    recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ann, exact, strict=True)]))
     kk = settings.candidates.sequence + settings.candidates.exclusion_margin  # what a click asks
-    singles = [q[i : i + 1] for i in range(min(300, len(q)))]
+    sweep = []
+    for qname, q in recall_queries(vecs, args.recall_queries, rng).items():
+        exact = np.concatenate(  # chunks keep the (m, N) score matrix small at 1M items
+            [
+                np.argpartition(-(c @ vecs.T), 10, axis=1)[:, :10]
+                for c in np.array_split(q, len(q) // 50 + 1)
+            ]
+        )
+        for ef in sorted({args.ef_search, *args.ef_sweep}):
+            rec.index.ef_search = ef
+            _, ann = rec.index.search(q, 10)
+            recall = float(
+                np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ann, exact, strict=True)])
+            )
+            p50, p99 = pct(
+                time_calls(lambda x: rec.index.search(x, kk), [q[i : i + 1] for i in range(300)])
+            )
+            sweep.append((qname, ef, recall, p50, p99))
+            print(
+                f"  recall@10 {qname:<10} efSearch {ef:>4}: {recall:.3f}  "
+                f"search k={kk} p50 {p50:.3f} p99 {p99:.3f} ms"
+            )
+    rec.index.ef_search = args.ef_search
+    q = recall_queries(vecs, 64 * 8, rng)["near-item"]
+    singles = [q[i : i + 1] for i in range(300)]
     blocks = [q[i : i + 64] for i in range(0, len(q) - 63, 64)]
     add(
         f"ANN search only (HNSW, k={kk})", 1, time_calls(lambda x: rec.index.search(x, kk), singles)
@@ -407,6 +451,14 @@ def run(args: argparse.Namespace) -> dict:
         rec.delete_item(f"it{i}")
         dels.append(time.perf_counter() - t0)
     add("upsert → searchable (encode+add+search)", 1, ups)
+    adds = []
+    for i in range(200):  # the index part alone, vector given
+        v = vecs[rng.integers(0, n)] + 0.01 * rng.standard_normal(args.dim).astype(np.float32)
+        t0 = time.perf_counter()
+        rec.index.upsert(f"vec{i}", v / np.linalg.norm(v))
+        rec.index.search(v[None], 1)
+        adds.append(time.perf_counter() - t0)
+    add("upsert → searchable, vector given (add+search)", 1, adds)
     add("delete (tombstone)", 1, dels)
 
     return {
@@ -420,21 +472,28 @@ def run(args: argparse.Namespace) -> dict:
         },
         "threads": args.threads,
         "load_verify_s": load_s,
-        "recall_at_10": recall,
-        "exact_numpy_batch_ms_per_query": exact_batch_s / args.recall_queries * 1e3,
-        "stages_p50_ms": {k: pct(v)[0] for k, v in stages.items()},
+        "recall_sweep": sweep,
+        "stages_p50_ms": stages,
         "rows": rows,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "loadavg_1m": (round(load_before, 1), round(os.getloadavg()[0], 1)),  # contention
     }
 
 
 def report(res: dict) -> str:
     lines = [
         f"catalog {res['items']:,} × {res['dim']} (clustered synthetic), text encoder "
-        f"{res['text_encoder']}, HNSW {res['hnsw']}, threads {res['threads']}, {res['machine']}",
-        f"bundle verify+load {res['load_verify_s']:.1f} s; ANN recall@10 vs exact (numpy) = "
-        f"{res['recall_at_10']:.3f}; stage p50 at batch 1 (ms): "
+        f"{res['text_encoder']}, HNSW {res['hnsw']}, threads {res['threads']}, {res['machine']}, "
+        f"1-min load average before/after {res['loadavg_1m']}",
+        f"bundle verify+load {res['load_verify_s']:.1f} s; stage p50 at batch 1 (ms): "
         + ", ".join(f"{k} {v:.3f}" for k, v in res["stages_p50_ms"].items()),
+        "",
+        "| recall@10 vs exact | efSearch | recall | search p50 ms | search p99 ms |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {n} | {ef} | {r:.3f} | {p50:.3f} | {p99:.3f} |"
+            for n, ef, r, p50, p99 in res["recall_sweep"]
+        ),
         "",
         "| what | batch | p50 ms / call | p99 ms / call | p50 ms / request |",
         "|---|---:|---:|---:|---:|",

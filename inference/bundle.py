@@ -105,7 +105,7 @@ class Bundle:
     path: Path
     manifest: Manifest
     items: list[Item]
-    vectors: np.ndarray  # (N, D) float32, L2-normalised, row = item index
+    vectors: np.ndarray  # (N, D) float32, L2-normalised, row = item index (read-only memmap)
     popularity: np.ndarray  # (N,) float32 in [0, 1]
 
     @property
@@ -193,7 +193,9 @@ def load_bundle(path: Path) -> Bundle:
     path = Path(path)
     manifest = verify_bundle(path)
     items = _read_items(path / "items.jsonl")
-    vectors = np.ascontiguousarray(np.load(path / "item_vectors.npy", allow_pickle=False))
+    # Memory-mapped: the live index copies what it needs, so a 1M-item catalog is
+    # not held twice in anonymous memory.
+    vectors = np.load(path / "item_vectors.npy", mmap_mode="r", allow_pickle=False)
     popularity = np.load(path / "popularity.npy", allow_pickle=False).astype(np.float32)
     n, dim = len(items), manifest.dim
     if vectors.dtype != np.float32 or vectors.shape != (n, dim):

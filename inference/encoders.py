@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.errors import InferenceError
 from inference.providers import OnnxPlan, session_options
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,12 @@ def open_session(path: Path, plan: OnnxPlan) -> Any:
     return ort.InferenceSession(
         str(path), sess_options=session_options(plan), providers=list(plan.providers)
     )
+
+
+def _run(session: Any, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    if session is None:
+        raise InferenceError("encoder is closed (its bundle was replaced): lease the current one")
+    return np.asarray(session.run([output], feeds)[0], dtype=np.float32)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -84,15 +91,15 @@ class TextEncoder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        out = self._session.run(
-            [self._output], {k: v for k, v in feeds.items() if k in self._inputs}
-        )[0]
+        out = _run(
+            self._session, self._output, {k: v for k, v in feeds.items() if k in self._inputs}
+        )
         with self._lock:
             self.truncated += cut
             self.encoded += len(texts)
         if cut:
             log.debug("%d of %d texts truncated to %d tokens", cut, len(texts), self.max_length)
-        return _normalise(np.asarray(out, dtype=np.float32))
+        return _normalise(out)
 
     def close(self) -> None:
         self._session = None
@@ -130,8 +137,8 @@ class SequenceEncoder:
         if not histories:
             return np.zeros((0, self.dim), dtype=np.float32)
         seq, mask = self.pack(histories, vectors)
-        out = self._session.run([self._output], {"item_vectors": seq, "mask": mask})[0]
-        return _normalise(np.asarray(out, dtype=np.float32))
+        out = _run(self._session, self._output, {"item_vectors": seq, "mask": mask})
+        return _normalise(out)
 
     def close(self) -> None:
         self._session = None

@@ -87,8 +87,8 @@ def fuse(
     """Top-``k`` candidates (excluded rows dropped), best first; ties broken by row.
 
     ``because`` is the query text when the query's weighted contribution to the
-    item beats the sequence's, else the history item nearest to the item; None
-    when the user has neither.
+    item is positive and beats the sequence's, else the history item nearest to
+    the item; None when neither applies (e.g. a popular pick for a cold user).
     """
     parts = [np.asarray(candidates.get(name, ()), dtype=np.int64) for name in _ORDER]
     allrows = np.concatenate(parts)  # (sum P,)
@@ -118,7 +118,7 @@ def fuse(
     out = []
     for j, i in enumerate(top.tolist()):
         because: str | None = None
-        if query_text and (nearest is None or q_part[i] > seq_part[i]):
+        if query_text and q_part[i] > max(seq_part[i], 0.0):
             because = query_text
         elif nearest is not None:
             because = history_ids[int(nearest[j])]

@@ -70,7 +70,8 @@ class _State:
         self.live[:n] = [iid is not None for iid in ids]
         self.dead: set[int] = {r for r, iid in enumerate(ids) if iid is None}
         self.selector: Any = None  # (IDSelectorBatch, IDSelectorNot) kept alive together
-        self.pop_order: np.ndarray | None = None
+        self.pop_order: np.ndarray | None = None  # rows by popularity, lazily sorted
+        self.killed = len(self.dead)  # rows ever deleted/replaced (bounds the popular scan)
 
     def _grow(self) -> None:
         cap = self.vec.shape[0] * 2
@@ -90,8 +91,10 @@ class _State:
         self.n += 1
         return row
 
-    def upsert(self, item_id: str, vector: np.ndarray, popularity: float) -> int:
+    def upsert(self, item_id: str, vector: np.ndarray, popularity: float | None) -> int:
         row = self.rows.get(item_id)
+        if popularity is None:  # keep a replaced item's prior; a new item starts at 0
+            popularity = float(self.pop[row]) if row is not None else 0.0
         vec = vector.reshape(1, -1)
         if row is not None and not self.tombstone:
             self.index.remove_ids(np.array([row], dtype=np.int64))
@@ -116,6 +119,7 @@ class _State:
         iid = self.ids[row]
         self.ids[row] = None
         self.live[row] = False
+        self.killed += 1
         if iid is not None and self.rows.get(iid) == row:
             del self.rows[iid]
         if self.tombstone:
@@ -223,13 +227,13 @@ class ItemIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
             st = self._state
+            k = max(1, min(k, st.n))  # never more hits than rows (a huge k is bad input)
             if self.device == "gpu" and st.dead:
                 fetch = min(k + len(st.dead), _GPU_MAX_K, st.n)
                 scores, rows = st.index.search(q, max(fetch, 1))
             else:
                 params = st.search_params(self.ef_search)
-                kk = max(min(k, st.n), 1)
-                scores, rows = st.index.search(q, kk, params=params)
+                scores, rows = st.index.search(q, k, params=params)
             live = st.live
         rows = np.asarray(rows, dtype=np.int64)
         ok = rows >= 0
@@ -244,17 +248,21 @@ class ItemIndex:
             st = self._state
             if st.pop_order is None:
                 st.pop_order = np.argsort(-st.pop[: st.n], kind="stable")
-            order, live = st.pop_order, st.live
-        return order[live[order]][:n].astype(np.int64)
+            # Only a prefix can hold the answer: at most `killed` rows in it are dead.
+            head = st.pop_order[: n + st.killed]
+            return head[st.live[head]][:n].astype(np.int64)
 
     # -- writes ------------------------------------------------------------------------
-    def upsert(self, item_id: str, vector: np.ndarray, popularity: float = 0.0) -> int:
-        """Add or replace ``item_id``; searchable when this returns. Returns its row."""
+    def upsert(self, item_id: str, vector: np.ndarray, popularity: float | None = None) -> int:
+        """Add or replace ``item_id``; searchable when this returns. Returns its row.
+
+        ``popularity`` None keeps a replaced item's prior (a new item gets 0).
+        """
         vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
         with self._lock:
-            row = self._state.upsert(item_id, vec, float(popularity))
+            row = self._state.upsert(item_id, vec, popularity)
             if self._journal is not None:
-                self._journal.ops.append(("upsert", item_id, vec, float(popularity)))
+                self._journal.ops.append(("upsert", item_id, vec, float(self._state.pop[row])))
         return row
 
     def delete(self, item_id: str) -> bool:

@@ -200,7 +200,7 @@ class OnnxRecommender:
                 history_rows=hist_rows[i],
                 history_ids=hist_ids[i],
                 excluded_rows=excluded[i],
-                k=max(req.k, 0),
+                k=max(min(req.k, len(idx)), 0),
             )
             items = [
                 ScoredItem(iid, f.score, f.sources, f.because)
@@ -253,21 +253,25 @@ class OnnxRecommender:
         margin = self.settings.candidates.exclusion_margin
         groups: dict[int, list[int]] = defaultdict(list)
         for i in vecs:
-            groups[max(pool, requests[i].k) + margin].append(i)
+            groups[self._want(pool, requests[i]) + margin].append(i)
         out: dict[int, np.ndarray] = {}
         retry: list[int] = []
         for k, members in groups.items():
             _, rows = self.index.search(np.stack([vecs[i] for i in members]), k)
             for j, i in enumerate(members):
-                want = max(pool, requests[i].k)
+                want = self._want(pool, requests[i])
                 out[i] = _first(rows[j], excluded[i], want)
                 if len(out[i]) < want and rows[j, -1] >= 0:  # short, catalog not exhausted
                     retry.append(i)
         for i in retry:
-            want = max(pool, requests[i].k)
+            want = self._want(pool, requests[i])
             _, rows = self.index.search(vecs[i][None], want + len(excluded[i]))
             out[i] = _first(rows[0], excluded[i], want)
         return out
+
+    def _want(self, pool: int, req: Request) -> int:
+        """Candidates wanted from one source: the pool, or k if larger (capped by the catalog)."""
+        return max(1, min(max(pool, req.k), len(self.index)))
 
     def close(self) -> None:
         """Release the ONNX sessions (called by :class:`BundleHandle` when unleased)."""

@@ -102,3 +102,16 @@ def test_no_history_no_query_gives_no_because_and_ties_break_by_row() -> None:
         k=1,
     )
     assert [(f.row, f.because) for f in out] == [(1, None)]
+
+
+def test_query_explains_only_items_it_pulls_toward() -> None:
+    cold = {
+        "weights": Weights(0, 0.7, 0.3),
+        "user_vector": None,
+        "history_rows": np.array([], dtype=np.int64),
+        "history_ids": [],
+        "excluded_rows": np.array([], dtype=np.int64),
+    }
+    by_row = {f.row: f for f in _fuse(**cold)}
+    assert by_row[2].because == "q text"  # similar to the query
+    assert by_row[4].because is None  # popular, orthogonal to the query

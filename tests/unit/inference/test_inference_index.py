@@ -154,3 +154,13 @@ def test_popular_skips_deleted_and_follows_updates(flat_bundle: Path) -> None:
     assert _ids(idx, idx.popular(2)) == top[1:]
     assert idx.set_popularity({"i199": 5.0, "unknown": 1.0}) == 1
     assert _ids(idx, idx.popular(1)) == ["i199"]
+    idx.upsert("i199", idx.vectors[0])  # a re-sent item keeps its prior
+    assert _ids(idx, idx.popular(1)) == ["i199"]
+
+
+def test_popular_in_hnsw_mode_survives_replacements(hnsw_bundle: Path) -> None:
+    idx = _index(hnsw_bundle)
+    top = _ids(idx, idx.popular(5))
+    for iid in top[:3]:
+        idx.upsert(iid, idx.vectors[idx.row(iid)].copy())  # tombstone + new row
+    assert _ids(idx, idx.popular(5)) == top

@@ -151,6 +151,9 @@ def test_bad_input_does_not_crash(rec: OnnxRecommender) -> None:
         ]
     )
     assert [len(r.items) for r in res] == [4, 0]
+    rec.upsert_item("blank", "", None)  # no text at all: a zero vector, still servable
+    huge = rec.recommend(Request("c", query="comedy", k=10**9))
+    assert len(huge.items) == rec.n_items == 201
     assert res[0].query_vector is None
     assert rec.recommend_batch([]) == []
     rec.encode_texts([" ".join(["comedy"] * 50)])
@@ -161,6 +164,8 @@ def test_closed_recommender_refuses(rec: OnnxRecommender) -> None:
     rec.close()
     with pytest.raises(InferenceError, match="closed"):
         rec.recommend(Request("u"))
+    with pytest.raises(InferenceError, match="closed"):
+        rec.upsert_item("x", "funny comedy")
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,4 +193,28 @@ def test_serving_path_never_imports_torch(flat_bundle: Path) -> None:
         "assert not bad, bad\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_hot_swap_of_real_recommenders(flat_bundle: Path, hnsw_bundle: Path) -> None:
+    from inference.handle import BundleHandle
+
+    handle = BundleHandle(OnnxRecommender.load(flat_bundle))
+    with handle.lease() as old:
+        handle.swap(OnnxRecommender.load(hnsw_bundle))
+        # A request already holding the old model finishes on it.
+        assert old.recommend(Request("u", query="comedy")).model_version == "tiny-flat"
+    with pytest.raises(InferenceError, match="closed"):
+        old.recommend(Request("u"))
+    with handle.lease() as new:
+        assert new.recommend(Request("u", query="comedy")).model_version == "tiny-hnsw"
+
+
+def test_cli_import_stays_light() -> None:
+    code = (
+        "import sys, inference.cli\n"
+        "heavy = {'numpy', 'onnxruntime', 'faiss', 'torch'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
