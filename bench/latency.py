@@ -292,11 +292,15 @@ def main() -> None:
     ap.add_argument("--bootstrap", help="use this broker instead of starting a local one")
     ap.add_argument("--modes", default="passthrough,model")
     ap.add_argument("--no-results", action="store_true", help="don't touch bench/RESULTS.md")
+    ap.add_argument("--build-only", action="store_true", help="build/cache the bundle and exit")
     args = ap.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=. python bench/latency.py " + " ".join(sys.argv[1:])
     bundle = args.bundle or build_bundle(args.items, args.dim)
+    if args.build_only:
+        print(bundle)
+        return
 
     broker = None
     bootstrap = args.bootstrap

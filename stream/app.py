@@ -38,7 +38,7 @@ from typing import Any
 import faust
 
 from recstream.kafka_admin import client_kwargs
-from recstream.schemas import Recommendation, encode
+from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.batching import take_ready
 from stream.catalog import CatalogFollower, ItemOverlay
@@ -74,7 +74,8 @@ class Worker:
         self.holder = ModelHolder(
             Path(source), loader=loader, metrics=self.metrics, overlay=self.overlay
         )
-        self.latest: OrderedDict[str, Recommendation] = OrderedDict()
+        self.latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._e2e_children: dict[str, Any] = {}
         topics = settings.topics
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
         tables: dict[str, Any] = {"schema": schema, "partitions": self.ws.partitions}
@@ -128,9 +129,7 @@ class Worker:
         finally:
             _bind_current_event(None)
         for rec in out.recommendations:
-            self.metrics.e2e_latency.labels(trigger=rec.trigger).observe(
-                max(0.0, rec.emitted_ts - rec.event_ts)
-            )
+            self._e2e(rec["trigger"]).observe(max(0.0, rec["emitted_ts"] - rec["event_ts"]))
             self._remember(rec)
         return await self.produce([*self.changelog.drain(), *out.messages])
 
@@ -180,9 +179,16 @@ class Worker:
         ]
         return sorted(counts, key=lambda c: -c[1])[:k]
 
-    def _remember(self, rec: Recommendation) -> None:
-        self.latest[rec.user_id] = rec
-        self.latest.move_to_end(rec.user_id)
+    def _e2e(self, trigger: str) -> Any:
+        child = self._e2e_children.get(trigger)
+        if child is None:
+            child = self._e2e_children[trigger] = self.metrics.e2e_latency.labels(trigger=trigger)
+        return child
+
+    def _remember(self, rec: dict[str, Any]) -> None:
+        user = rec["user_id"]
+        self.latest[user] = rec
+        self.latest.move_to_end(user)
         while len(self.latest) > LATEST_RECS_MAX:
             self.latest.popitem(last=False)
 

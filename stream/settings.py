@@ -34,8 +34,9 @@ class WorkerSettings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     # Items kept in the user's behaviour sequence (the sequence encoder's input length).
     sequence_length: int = Field(default=50, ge=1, le=1000)
-    # Most recent consumed items never recommended again (>= sequence_length).
-    exclude_window: int = Field(default=200, ge=1, le=10_000)
+    # Most recent consumed items never recommended again (>= sequence_length); the
+    # whole window is rewritten to the changelog on every click, so keep it modest.
+    exclude_window: int = Field(default=100, ge=1, le=10_000)
     top_k: int = Field(default=10, ge=1, le=1000)
     # A bundle version directory (fixed), or a bundles root to follow (hot reload):
     # default <state_dir>/bundles. See stream.model for how a root is followed.

@@ -59,4 +59,4 @@ def register_views(app: faust.App, worker: Worker) -> None:
                     "hint": "a user's latest result lives on the worker owning its partition",
                 }
                 return self.json(body, status=404)
-            return self.json(rec.model_dump(mode="json"))
+            return self.json(rec)
