@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 import re
 import time
 
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.integration
 async def test_two_workers_split_partitions_and_answer_each_event_once(
     workers, make_client, tiny_bundle_root
 ) -> None:
-    a = workers.start(tiny_bundle_root, app_id="it-pair")
-    b = workers.start(tiny_bundle_root, app_id="it-pair")
+    group = f"it-pair-{uuid.uuid4().hex[:8]}"  # changelog topics are named by it
+    a = workers.start(tiny_bundle_root, app_id=group)
+    b = workers.start(tiny_bundle_root, app_id=group)
     await asyncio.gather(asyncio.to_thread(a.wait_ready, 120), asyncio.to_thread(b.wait_ready, 120))
 
     def split() -> tuple[list[int], list[int]] | None:
