@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 import re
 import time
+import uuid
 
 import pytest
 
