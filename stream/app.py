@@ -82,8 +82,10 @@ class Worker:
         self.changelog = ChangelogBatch()
         self.sequences = TableView(app.Table("user_sequence", **tables), self.changelog)
         self.interests = TableView(app.Table("user_interest", **tables), self.changelog)
-        # Trending: clicks per item in the current tumbling window (per worker:
-        # counts of the users on its partitions), {"w": window start, "n": count}.
+        # Trending: clicks per item in the current tumbling window, counted per
+        # input partition (key "<partition>:<item_id>", so each count lives in its
+        # partition's changelog and store) and summed over this worker's
+        # partitions when read; value {"w": window start, "n": count}.
         self.trending = TableView(app.Table("trending", **tables), self.changelog)
         self.processor = BatchProcessor(
             settings=worker_settings,
@@ -163,21 +165,22 @@ class Worker:
     def _count_click(self, item_id: str) -> None:
         window = self.ws.trending_window_s
         start = time.time() // window * window
-        entry = self.trending.get(item_id)
+        key = f"{self.changelog.partition}:{item_id}"
+        entry = self.trending.get(key)
         same = isinstance(entry, dict) and entry.get("w") == start
         n = int(entry["n"]) + 1 if same else 1
-        self.trending[item_id] = {"w": start, "n": n}
+        self.trending[key] = {"w": start, "n": n}
 
     def top_trending(self, k: int = 10) -> list[tuple[str, int]]:
         """Most clicked items of the current window on this worker's partitions."""
         window = self.ws.trending_window_s
         start = time.time() // window * window
-        counts = [
-            (str(i), int(e["n"]))
-            for i, e in self.trending.items()
-            if isinstance(e, dict) and e.get("w") == start
-        ]
-        return sorted(counts, key=lambda c: -c[1])[:k]
+        counts: dict[str, int] = {}
+        for key, e in self.trending.items():
+            if isinstance(e, dict) and e.get("w") == start:
+                item = str(key).partition(":")[2]
+                counts[item] = counts.get(item, 0) + int(e["n"])
+        return sorted(counts.items(), key=lambda c: (-c[1], c[0]))[:k]
 
     def _e2e(self, trigger: str) -> Any:
         child = self._e2e_children.get(trigger)
