@@ -12,11 +12,14 @@ from inference.testing import genre_of
 pytestmark = pytest.mark.integration
 
 
-async def test_history_is_recovered_after_restart(workers, make_client, tiny_bundle_root) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_history_is_recovered_after_restart(
+    workers, make_client, tiny_bundle_root, store
+) -> None:
     group = f"it-restart-{uuid.uuid4().hex[:8]}"  # changelog topics are named by it
     comedies = [f"i{n}" for n in range(0, 200, 8)]  # 25 comedy items
     before, after = comedies[:12], comedies[12]
-    first = workers.start(tiny_bundle_root, app_id=group)
+    first = workers.start(tiny_bundle_root, app_id=group, extra={"RECSTREAM_WORKER_STORE": store})
     await asyncio.to_thread(first.wait_ready, 120)
     async with make_client() as c:
         for n, item in enumerate(before):
@@ -24,7 +27,9 @@ async def test_history_is_recovered_after_restart(workers, make_client, tiny_bun
         await c.wait_recs([f"b{n}" for n in range(len(before))])
     await asyncio.to_thread(first.stop)  # SIGTERM: Faust shuts down cleanly
 
-    second = workers.start(tiny_bundle_root, app_id=group)  # memory store: recovers
+    second = workers.start(
+        tiny_bundle_root, app_id=group, extra={"RECSTREAM_WORKER_STORE": store}
+    )  # rebuilds from the changelog
     await asyncio.to_thread(second.wait_ready, 120)
     async with make_client() as c:
         await c.click("a0", "carol", after)
