@@ -58,6 +58,7 @@ class RateResult:
     max_ms: float
     load_before: float
     load_after: float
+    worker_cpu_ms_per_event: float  # worker process CPU (user+sys) / events answered
 
 
 def free_port() -> int:
@@ -104,7 +105,16 @@ def workload(n: int, n_items: int, n_users: int, seed: int) -> list[tuple[str, s
     return out
 
 
-async def run_rate(settings, mode: str, rate: float, duration: float, events) -> RateResult:
+def worker_cpu_seconds(worker) -> float:
+    """process_cpu_seconds_total from the worker's /metrics."""
+    text = worker.get("/metrics")[1].decode()
+    for line in text.splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+async def run_rate(settings, worker, mode: str, rate: float, duration: float, events) -> RateResult:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     topics = settings.topics
@@ -136,6 +146,7 @@ async def run_rate(settings, mode: str, rate: float, duration: float, events) ->
     reader = asyncio.create_task(receive())
     await asyncio.sleep(0.5)
     load_before = os.getloadavg()[0]
+    cpu_before = await asyncio.to_thread(worker_cpu_seconds, worker)
     start = time.perf_counter()
     first_send = time.time()
     sent = 0
@@ -155,6 +166,7 @@ async def run_rate(settings, mode: str, rate: float, duration: float, events) ->
     while sent_at and time.monotonic() < grace_end:
         await asyncio.sleep(0.1)
     load_after = os.getloadavg()[0]
+    cpu_after = await asyncio.to_thread(worker_cpu_seconds, worker)
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     await consumer.stop()
@@ -176,6 +188,7 @@ async def run_rate(settings, mode: str, rate: float, duration: float, events) ->
         max_ms=float(np.nanmax(ms)),
         load_before=load_before,
         load_after=load_after,
+        worker_cpu_ms_per_event=(cpu_after - cpu_before) * 1000.0 / max(len(latencies), 1),
     )
 
 
@@ -202,13 +215,14 @@ def run_mode(args, bootstrap: str, bundle: Path, mode: str) -> list[RateResult]:
         state = worker.wait_ready(300)
         print(f"[{mode}] worker ready: model {state['model_version']}", flush=True)
         events = workload(int(max(args.rates) * args.duration), args.items, args.users, 0)
-        asyncio.run(run_rate(settings, mode, 200.0, 3.0, events))  # warm-up, not reported
+        asyncio.run(run_rate(settings, worker, mode, 200.0, 3.0, events))  # warm-up
         for rate in args.rates:
-            r = asyncio.run(run_rate(settings, mode, rate, args.duration, events))
+            r = asyncio.run(run_rate(settings, worker, mode, rate, args.duration, events))
             print(
                 f"[{mode}] {rate:>6.0f} ev/s: p50 {r.p50_ms:7.2f}  p95 {r.p95_ms:7.2f}  "
                 f"p99 {r.p99_ms:7.2f}  max {r.max_ms:8.2f} ms | in {r.input_rate:6.0f}/s "
-                f"out {r.output_rate:6.0f}/s missing {r.missing} | load {r.load_after:.1f}",
+                f"out {r.output_rate:6.0f}/s missing {r.missing} | "
+                f"worker CPU {r.worker_cpu_ms_per_event:.3f} ms/event | load {r.load_after:.1f}",
                 flush=True,
             )
             results.append(r)
@@ -256,8 +270,8 @@ def write_results(results: list[RateResult], args, bundle: Path, command: str) -
         "and compare model against the in-run passthrough floor.",
         "",
         "| mode | rate ev/s | in ev/s | out ev/s | p50 ms | p95 ms | p99 ms | max ms | "
-        "missing | p50 / floor p50 | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "missing | p50 / floor p50 | worker CPU ms/event | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = ""
@@ -266,7 +280,7 @@ def write_results(results: list[RateResult], args, bundle: Path, command: str) -
         lines.append(
             f"| {r.mode} | {r.rate:.0f} | {r.input_rate:.0f} | {r.output_rate:.0f} | "
             f"{r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.missing} | "
-            f"{ratio} | {r.load_after:.1f} |"
+            f"{ratio} | {r.worker_cpu_ms_per_event:.3f} | {r.load_after:.1f} |"
         )
     lines += ["", f"Plot: `bench/{PLOT.name}`.", ""]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"

@@ -7,7 +7,14 @@ this worker did. Everything is in base units (seconds).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (
@@ -39,6 +46,9 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # process_cpu_seconds_total, memory, fds: CPU per event is the number that
+        # survives a shared machine (latency does not).
+        ProcessCollector(registry=r)
         self.e2e_latency = Histogram(
             "recstream_e2e_latency_seconds",
             "Input event ts to recommendation emitted.",
