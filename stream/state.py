@@ -23,19 +23,26 @@ from stream.processing import OutMessage
 
 
 class ChangelogBatch:
-    """Changelog records of the current batch, last value per (topic, partition, key)."""
+    """Changelog records of the current batch, last value per (topic, partition, key).
+
+    Values are encoded when drained, so a key written several times in a batch
+    is serialised once (values are never mutated after being written).
+    """
 
     def __init__(self) -> None:
         self.partition = 0  # partition of the message being processed
-        self._pending: dict[tuple[str, int, bytes], OutMessage] = {}
+        self._pending: dict[tuple[str, int, str], Any] = {}
 
-    def add(self, topic: str, key: bytes, value: bytes) -> None:
+    def add(self, topic: str, key: str, value: Any) -> None:
         slot = (topic, self.partition, key)
         self._pending.pop(slot, None)  # keep arrival order of the latest write
-        self._pending[slot] = OutMessage(topic, key, value, partition=self.partition)
+        self._pending[slot] = value
 
     def drain(self) -> list[OutMessage]:
-        out = list(self._pending.values())
+        out = [
+            OutMessage(topic, _json(key), _json(value), partition=partition)
+            for (topic, partition, key), value in self._pending.items()
+        ]
         self._pending.clear()
         return out
 
@@ -59,7 +66,7 @@ class TableView:
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.table.data[key] = value
-        self.batch.add(self.topic, _json(key), _json(value))
+        self.batch.add(self.topic, key, value)
 
     def __delitem__(self, key: str) -> None:  # pragma: no cover - not used by the agent
         raise NotImplementedError("the worker never deletes user state")

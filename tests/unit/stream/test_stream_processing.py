@@ -103,7 +103,7 @@ def test_consumed_items_are_never_recommended_and_state_keeps_order() -> None:
     # each request saw the history as of its own event (per-user order inside a batch)
     histories = [req.history for req in h.model.batches[0]]
     assert histories == [("m1",), ("m1", "m5"), ("m1", "m5", "m2")]
-    assert [i for i, _ in h.sequences["u1"]] == ["m1", "m5", "m2"]
+    assert h.sequences["u1"] == {"items": ["m1", "m5", "m2"], "ts_ms": [1_000_000] * 3}
 
 
 def test_sequence_is_capped_but_exclusion_window_is_longer() -> None:
@@ -112,7 +112,7 @@ def test_sequence_is_capped_but_exclusion_window_is_longer() -> None:
     last = h.model.batches[0][-1]
     assert last.history == ("m4", "m5")
     assert last.exclude == frozenset({"m3", "m4", "m5"})
-    assert len(h.sequences["u"]) == 3
+    assert h.sequences["u"]["items"] == ["m3", "m4", "m5"]
 
 
 def test_text_only_user_gets_query_matches_and_vector_is_cached() -> None:
