@@ -282,7 +282,17 @@ def write_results(results: list[RateResult], args, bundle: Path, command: str) -
             f"{r.p50_ms:.2f} | {r.p95_ms:.2f} | {r.p99_ms:.2f} | {r.max_ms:.1f} | {r.missing} | "
             f"{ratio} | {r.worker_cpu_ms_per_event:.3f} | {r.load_after:.1f} |"
         )
-    lines += ["", f"Plot: `bench/{PLOT.name}`.", ""]
+    lines += [
+        "",
+        "Latency = producer send → subscriber receive (same clock), over events answered; "
+        "`missing` = not answered within the grace period after sending stopped. "
+        "`worker CPU ms/event` = the worker process's CPU seconds (user+sys, from its "
+        "`process_cpu_seconds_total`) per answered event: 1000 / that is roughly what one "
+        "dedicated core could sustain, a figure that contention distorts far less than latency.",
+        "",
+        f"Plot: `bench/{PLOT.name}`.",
+        "",
+    ]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     if SECTION in text:
         head, _, rest = text.partition(SECTION)
@@ -310,7 +320,7 @@ def main() -> None:
     args = ap.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
-    command = "PYTHONPATH=. python bench/latency.py " + " ".join(sys.argv[1:])
+    command = " ".join(["PYTHONPATH=. python bench/latency.py", *sys.argv[1:]])
     bundle = args.bundle or build_bundle(args.items, args.dim)
     if args.build_only:
         print(bundle)
