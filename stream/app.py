@@ -364,7 +364,16 @@ def create_app(
 
     @app.task
     async def follow_catalog() -> None:
-        await worker.catalog.run()
+        # The follower owns a plain consumer: if it fails (broker gone, auth), start
+        # over from the beginning of the topic (idempotent) rather than go stale.
+        while True:
+            try:
+                await worker.catalog.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("catalog follower failed; restarting in 2 s")
+                await asyncio.sleep(2.0)
 
     @app.timer(5.0)
     async def consumer_lag() -> None:
