@@ -42,6 +42,7 @@ class TrainConfig:
     int8: bool = True  # also write text_encoder.int8.onnx (quality and speed measured)
     n_queries: int = 500  # synthetic text queries for the text-only evaluation
     quick: bool = False
+    cache_text_vectors: bool = True  # frozen tower only: reuse item vectors across runs
     text_model_dir: str | None = None  # a BERT directory instead of the packaged MiniLM (tests)
 
     @classmethod
@@ -99,7 +100,13 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
     from training.metrics import evaluate
     from training.sequence_train import train_sequence_model
     from training.text_finetune import fine_tune_text
-    from training.text_tower import encode_texts, load_text_encoder, minilm_dir
+    from training.text_tower import (
+        cached_text_vectors,
+        encode_texts,
+        load_text_encoder,
+        minilm_dir,
+        model_fingerprint,
+    )
     from training.tokenization import load_tokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -114,7 +121,22 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
     tok = load_tokenizer(minilm_dir() / "tokenizer.json", cfg.text.max_length)
     encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
     tune = fine_tune_text(encoder, tok, catalog, split.train_sequences, cfg.text, progress=progress)
-    text_vectors = encode_texts(encoder, tok, catalog.texts, progress=progress, desc="embed items")
+    if cfg.text.mode == "frozen" and cfg.cache_text_vectors:
+        from recstream.settings import Settings
+
+        model_dir = Path(cfg.text_model_dir) if cfg.text_model_dir else minilm_dir()
+        text_vectors = cached_text_vectors(
+            encoder,
+            tok,
+            catalog.texts,
+            Settings().cache_dir / "text-vectors",
+            model_key=model_fingerprint(model_dir),
+            progress=progress,
+        )
+    else:
+        text_vectors = encode_texts(
+            encoder, tok, catalog.texts, progress=progress, desc="embed items"
+        )
     timings["text_s"] = time.perf_counter() - t
 
     rng = np.random.default_rng(cfg.seed)
