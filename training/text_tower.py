@@ -116,7 +116,7 @@ def model_fingerprint(model_dir: Path) -> str:
 
 @torch.no_grad()
 def encode_texts(
-    encoder: TextEncoder,
+    encoder: nn.Module,  # TextEncoder or ServingTextEncoder (both have .dim)
     tok: Tokenizer,
     texts: Sequence[str],
     *,
@@ -127,7 +127,8 @@ def encode_texts(
     """(N, D) float32 L2-normalised vectors, batched, in eval mode (no dropout)."""
     was_training = encoder.training
     encoder.eval()
-    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    dim: int = encoder.dim  # type: ignore[assignment]
+    out = np.zeros((len(texts), dim), dtype=np.float32)
     starts = range(0, len(texts), batch_size)
     for s in tqdm(starts, desc=desc, disable=not progress, leave=False):
         ids, mask = encode_batch(tok, texts[s : s + batch_size])

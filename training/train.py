@@ -80,7 +80,7 @@ class Fitted:
     dataset: Dataset
     split: Any  # training.split.Split
     tokenizer: Any  # tokenizers.Tokenizer (truncation at cfg.text.max_length)
-    text_encoder: Any  # training.text_tower.TextEncoder (LoRA merged)
+    text_encoder: Any  # item_space.ServingTextEncoder over the tuned tower (LoRA merged)
     sequence: Any  # training.sequence_train.SequenceTrainResult
     item_vectors: np.ndarray  # (N,D) float32, L2-normalised
     tune: Any  # training.text_finetune.TextTuneReport
@@ -97,6 +97,7 @@ def make_split(ds: Dataset, cfg: TrainConfig) -> Any:
 
 def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> Fitted:
     """Tune the text tower, embed item texts, train the sequence encoder + residuals."""
+    from training.item_space import ServingTextEncoder
     from training.metrics import evaluate
     from training.sequence_train import train_sequence_model
     from training.text_finetune import fine_tune_text
@@ -153,7 +154,10 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
         split.train_sequences, text_vectors, validate, cfg.model, cfg.seq, progress=progress
     )
     timings["sequence_s"] = time.perf_counter() - t
-    return Fitted(ds, split, tok, encoder, result, result.space.export(), tune, timings)
+    # serve the tower with the learned offset baked in: queries and new items then
+    # land exactly where cold items were trained to be (item_space.ServingTextEncoder)
+    serving = ServingTextEncoder(encoder, result.space.shared).eval()
+    return Fitted(ds, split, tok, serving, result, result.space.export(), tune, timings)
 
 
 class TrainedScorer:
