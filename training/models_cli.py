@@ -81,7 +81,7 @@ def train(
     text_mode: Annotated[
         TextModeOpt | None,
         typer.Option(
-            help="Text tower: frozen, full fine-tune, or LoRA (default; --quick: frozen)."
+            help="Text tower: frozen, full fine-tune (default; --quick: frozen), or LoRA."
         ),
     ] = None,
     text_steps: Annotated[

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    text: TextTuneConfig = field(default_factory=TextTuneConfig)  # LoRA by default
+    text: TextTuneConfig = field(default_factory=TextTuneConfig)  # full fine-tune by default
     model: SequenceModelConfig = field(default_factory=SequenceModelConfig)
     seq: SequenceTrainConfig = field(default_factory=SequenceTrainConfig)
     split: Literal["loo", "cold"] = "loo"  # cold: a seeded share of items never reaches training
