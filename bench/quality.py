@@ -5,8 +5,8 @@
 Rows: popularity (train counts), RecBole 1.2.1 SASRec and GRU4Rec (trained in their
 own venv, bench/recbole_env.py, fed our split as benchmark files, early-stopped on
 our masked valid NDCG@10, scored here with training/metrics.py), and recstream's
-model through ``training.train.train_and_score`` (see /work/wt/TRAINING_DATA_API.md)
-when that exists; otherwise the row says "recstream model not available".
+model through ``training.train.train_bundle`` (bench/recstream_side.py) when that
+exists; otherwise the row says "recstream model not available" (never a made-up number).
 
 Main columns use time-ordered leave-one-out; warm/cold columns use the seeded
 10% cold-item split (cold items never reach training; ID-only models get random
@@ -17,7 +17,6 @@ synthetic genre+decade queries, genre precision@10 and target hit@10/@50.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import recstream_side
 from recbole_env import ensure_recbole_env
 from recbole_files import write_benchmark_files
 
@@ -49,7 +49,6 @@ from training.split import Split, cold_item_split, cold_target_mask, leave_one_o
 
 log = logging.getLogger("bench.quality")
 TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
-RECSTREAM_HOOK = ("training.train", "train_and_score")
 
 
 @dataclass
@@ -101,13 +100,30 @@ def run_recbole(
     return np.load(work / f"{model}.test_scores.npy"), info
 
 
-def recstream_hook() -> Any | None:
-    module, attr = RECSTREAM_HOOK
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ModuleNotFoundError, AttributeError) as exc:
-        log.warning("recstream model not available (%s.%s: %s)", module, attr, exc)
-        return None
+def recstream_row(
+    ds: Dataset, loo: Split, cold_mask: np.ndarray, args: argparse.Namespace, out: Path
+) -> Row:
+    entry = recstream_side.load_entry_point()
+    if isinstance(entry, str):
+        log.warning("%s", entry)
+        return Row("recstream", note=entry)
+    row = Row("recstream" + (" (quick preset)" if args.recstream_quick else ""))
+    metrics, row.train_s = recstream_side.train_and_read(
+        ds, "loo", out, quick=args.recstream_quick, n_queries=args.queries
+    )
+    row.loo = recstream_side.check_cases(metrics, "all", len(loo.test))
+    row.queries = recstream_side.query_row(metrics)
+    row.note = (
+        f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')}), text tower "
+        f"{metrics.get('text_tower', {}).get('mode', '?')}; train s = whole train_bundle"
+    )
+    if not args.no_cold and "cold" in args.splits.split(","):
+        cm, _ = recstream_side.train_and_read(
+            ds, "cold", out, quick=args.recstream_quick, n_queries=args.queries
+        )
+        row.cold = recstream_side.check_cases(cm, "cold_target", int(cold_mask.sum()))
+        row.warm = recstream_side.check_cases(cm, "warm_target", int((~cold_mask).sum()))
+    return row
 
 
 def query_eval(score_queries: Any, ds: Dataset, n: int) -> dict[str, float]:
@@ -125,7 +141,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k", help="ml-100k, ml-1m or an event-log path")
     ap.add_argument("--models", default="pop,sasrec,gru4rec,recstream")
-    ap.add_argument("--no-cold", action="store_true", help="skip the cold-item split runs")
+    ap.add_argument("--no-cold", action="store_true", help="same as --splits loo")
+    ap.add_argument(
+        "--splits",
+        default="loo,cold",
+        help="RecBole runs: loo (main columns), cold (warm/cold columns) or both",
+    )
     ap.add_argument("--max-epochs", type=int, default=20, help="RecBole epoch cap")
     ap.add_argument(
         "--cold-max-epochs",
@@ -142,12 +163,18 @@ def main() -> int:
         help="RecBole: no new epoch starts after this many seconds of training",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--recstream-quick",
+        action="store_true",
+        help="train recstream with TrainConfig.quick_preset() (frozen tower)",
+    )
     ap.add_argument("--queries", type=int, default=500, help="synthetic text queries")
     ap.add_argument("--work", type=Path, default=None, help="scratch dir for RecBole files")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     models = set(args.models.split(","))
+    splits = {"loo"} if args.no_cold else set(args.splits.split(","))
     cache = Settings().cache_dir
     work = args.work or cache / "bench-quality" / args.dataset
 
@@ -168,7 +195,7 @@ def main() -> int:
         pop = Popularity(loo.train_sequences, n)
         row.train_s = time.perf_counter() - t0
         row.loo = evaluate(pop, loo.test, n, progress=False)
-        if not args.no_cold:
+        if "cold" in splits:
             pop_c = Popularity(cold.train_sequences, n)
             row.warm = evaluate(pop_c, cold.test, n, subset=~cold_mask, progress=False)
             row.cold = evaluate(pop_c, cold.test, n, subset=cold_mask, progress=False)
@@ -182,9 +209,10 @@ def main() -> int:
         python = ensure_recbole_env(cache).python
         # leave-one-out first (the main comparison), cold-item runs after, so a
         # run cut short still has the main numbers; the table is printed as rows land
-        recbole_rows = {}
-        for model in recbole:
-            row = recbole_rows[model] = Row(f"RecBole {model}")
+        recbole_rows = {m: Row(f"RecBole {m}") for m in recbole}
+        rows += recbole_rows.values()
+        for model in recbole if "loo" in splits else []:
+            row = recbole_rows[model]
             scores, info = run_recbole(model, loo, n, work / "loo", args.max_epochs, args, python)
             row.loo = evaluate_matrix(scores, loo.test)
             row.train_s = info["train_seconds"]
@@ -193,35 +221,19 @@ def main() -> int:
                 f"{info['max_epochs']}, patience {info['patience']}, "
                 f"batch {info['train_batch_size']})"
             )
-            rows.append(row)
             progress(ds.name, rows, loo, cold_mask, args.json)
-        for model in recbole if not args.no_cold else []:
+        for model in recbole if "cold" in splits else []:
             row = recbole_rows[model]
             scores, info = run_recbole(
                 model, cold, n, work / "cold", args.cold_max_epochs or args.max_epochs, args, python
             )
             row.warm = evaluate_matrix(scores, cold.test, subset=~cold_mask)
             row.cold = evaluate_matrix(scores, cold.test, subset=cold_mask)
-            row.note += f"; cold split: {info['epochs_run']} epochs"
+            row.note += f"; cold split: {info['epochs_run']} epochs, {info['train_seconds']:.0f} s"
             progress(ds.name, rows, loo, cold_mask, args.json)
 
     if "recstream" in models:
-        hook = recstream_hook()
-        if hook is None:
-            rows.append(Row("recstream", note="recstream model not available"))
-        else:
-            row = Row("recstream")
-            t0 = time.perf_counter()
-            scorer = hook(ds, loo, seed=0)
-            row.train_s = time.perf_counter() - t0
-            row.loo = evaluate(scorer, loo.test, n)
-            row.queries = query_eval(scorer.query_scores, ds, args.queries)
-            row.note = json.dumps(getattr(scorer, "info", {}))[:120]
-            if not args.no_cold:
-                scorer_c = hook(ds, cold, seed=0)
-                row.warm = evaluate(scorer_c, cold.test, n, subset=~cold_mask)
-                row.cold = evaluate(scorer_c, cold.test, n, subset=cold_mask)
-            rows.append(row)
+        rows.append(recstream_row(ds, loo, cold_mask, args, work / "bundles"))
 
     progress(ds.name, rows, loo, cold_mask, args.json)
     return 0
