@@ -1,0 +1,94 @@
+"""Fixtures for the reliability tests: a 3-node KRaft cluster and a SCRAM+TLS broker.
+
+Both are real Apache Kafka from ``recstream.localkafka`` on loopback ports of
+their own, separate from the session's single broker (``kafka`` in
+tests/conftest.py), so a test that kills one of their nodes hurts no other test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from recstream.localkafka import LocalKafka, LocalKafkaCluster, ScramTls
+from recstream.localtls import make_tls_material
+from recstream.settings import LocalKafkaSettings, default_cache_dir
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RECSTREAM_CACHE_DIR") or default_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def private_tmp() -> Iterator[Path]:
+    """A directory outside pytest's numbered tmp dirs: on a machine where several
+    pytest runs start at once, those are pruned by other runs (3 kept), which must
+    not delete a broker's data while it runs."""
+    path = Path(tempfile.mkdtemp(prefix="recstream-reliability-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(private_tmp: Path) -> Iterator[LocalKafkaCluster]:
+    """Three combined broker/controller nodes; RF 3 and min.insync.replicas 2 by default.
+
+    A test that kills a node restarts it before it ends (``cluster.restart(i)``).
+    """
+    cluster = LocalKafkaCluster(
+        LocalKafkaSettings(heap="384m", start_timeout_s=150.0),
+        private_tmp / "cluster",
+        cache_dir(),
+        ports=[(free_port(), free_port()) for _ in range(3)],
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    broker: LocalKafka
+    scram: ScramTls
+    user: str  # an application user (not the brokers' own)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(private_tmp: Path) -> Iterator[SecureKafka]:
+    """One broker whose only client listener is SASL_SSL with SCRAM-SHA-512."""
+    home = private_tmp / "secure-kafka"
+    scram = ScramTls(
+        tls=make_tls_material(home / "tls"),
+        users={
+            "broker": SecretStr(secrets.token_urlsafe(18)),
+            "recstream-app": SecretStr(secrets.token_urlsafe(18)),
+        },
+    )
+    broker = LocalKafka(
+        LocalKafkaSettings(port=free_port(), controller_port=free_port(), heap="384m"),
+        home / "broker",
+        cache_dir(),
+        scram_tls=scram,
+    )
+    broker.start()
+    try:
+        yield SecureKafka(broker, scram, "recstream-app")
+    finally:
+        broker.stop()
