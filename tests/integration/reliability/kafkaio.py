@@ -35,9 +35,9 @@ async def produce_all(
     security: KafkaSecurity | None = None,
 ) -> int:
     p = producer(bootstrap, security)
-    await p.start()
     n = 0
     try:
+        await p.start()  # inside try: a refused start must still close the client
         futures = [await p.send(topic, key=k, value=v) for k, v in pairs]
         for f in futures:
             await f
@@ -68,9 +68,9 @@ async def read_topic(
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
-    await consumer.start()
     got: list[Any] = []
     try:
+        await consumer.start()
         parts = await _partitions(consumer, topic)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
