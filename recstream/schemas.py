@@ -14,7 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from recstream.errors import SchemaError
 
@@ -54,10 +61,11 @@ class _Message(BaseModel):
 
     @field_validator("ts", check_fields=False)
     @classmethod
-    def _ts_sane(cls, v: float) -> float:
+    def _ts_sane(cls, v: float, info: ValidationInfo) -> float:
         if v < 0:
             raise ValueError("timestamp must be seconds since the epoch, not negative")
-        if v > time.time() + DEFAULT_LIMITS.max_future_skew_s:
+        limits = (info.context or {}).get("limits", DEFAULT_LIMITS)  # set by decode()
+        if v > time.time() + limits.max_future_skew_s:
             raise ValueError("timestamp is in the future beyond the allowed clock skew")
         return v
 
@@ -144,7 +152,7 @@ def decode(model: type[M], raw: bytes | str, limits: Limits = DEFAULT_LIMITS) ->
         except UnicodeDecodeError as exc:
             raise SchemaError("invalid_utf8", f"value is not valid UTF-8 ({exc.reason})") from exc
     try:
-        msg = model.model_validate_json(raw)
+        msg = model.model_validate_json(raw, context={"limits": limits})
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         if err["type"] == "json_invalid":
