@@ -11,16 +11,18 @@ import os
 import secrets
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from recstream.localkafka import LocalKafka, LocalKafkaCluster, ScramTls
 from recstream.localtls import make_tls_material
-from recstream.settings import LocalKafkaSettings, default_cache_dir
+from recstream.settings import LocalKafkaSettings, Settings, TopicNames, default_cache_dir
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -92,3 +94,27 @@ def secure_kafka(private_tmp: Path) -> Iterator[SecureKafka]:
         yield SecureKafka(broker, scram, "recstream-app")
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def rel_bundle(private_tmp: Path) -> Path:
+    """A real tiny bundle (ONNX encoders, FAISS index) for worker fault tests."""
+    from inference.testing import build_tiny_bundle
+
+    root = private_tmp / "bundles"
+    build_tiny_bundle(root, n_items=200, dim=32, version="tiny-1")
+    return root
+
+
+@pytest.fixture
+def rel_tmp(private_tmp: Path, request: pytest.FixtureRequest) -> Path:
+    """A test's own directory under ``private_tmp`` (worker logs and state)."""
+    path = private_tmp / f"{request.node.name[:60]}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def rel_settings(kafka: Any, fresh_topics: TopicNames, rel_tmp: Path) -> Settings:
+    """Settings of one test: the session broker, topics of its own."""
+    return Settings(bootstrap=kafka.bootstrap, topics=fresh_topics, state_dir=rel_tmp / "state")

@@ -55,11 +55,13 @@ async def read_topic(
     until: Any = None,
     timeout_s: float = 60.0,
     idle_s: float = 3.0,
+    stall_s: float | None = None,
 ) -> list[Any]:
     """Every record of ``topic`` from the beginning.
 
-    Stops when ``until(records)`` is true, or when the end offsets seen at the start
-    are reached and nothing new arrived for ``idle_s``, or at ``timeout_s``.
+    Stops when ``until(records)`` is true, or (without ``until``) when the end offsets
+    are reached and nothing new arrived for ``idle_s``, or (with ``until``) when
+    nothing new arrived for ``stall_s``, or at ``timeout_s``.
     """
     consumer = AIOKafkaConsumer(
         **client_kwargs(bootstrap, security),
@@ -83,6 +85,8 @@ async def read_topic(
             if batch:
                 last_new = time.monotonic()
             if until is not None and until(got):
+                break
+            if stall_s is not None and time.monotonic() - last_new > stall_s:
                 break
             if until is None and time.monotonic() - last_new > idle_s:
                 ends = await consumer.end_offsets(parts)
