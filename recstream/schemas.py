@@ -9,6 +9,7 @@ with a stable ``reason`` code and the offending field.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "SearchText",
     "UserEvent",
     "decode",
+    "dlq_raw",
     "encode",
     "json_schemas",
 ]
@@ -134,8 +136,29 @@ class DLQRecord(BaseModel):
     offset: int
     reason: str  # stable code, also the metric label
     error: str  # human-readable message naming the field
-    raw: str  # the original bytes: text if valid UTF-8, else base64
+    raw: str  # the original bytes: text if valid UTF-8, else base64 (see dlq_raw)
     raw_encoding: Literal["text", "base64"] = "text"
+    raw_size: int | None = None  # bytes of the original value; raw may hold only a prefix
+    raw_truncated: bool = False
+
+
+def dlq_raw(value: bytes | None, limit: int) -> tuple[str, Literal["text", "base64"], bool]:
+    """``(raw, raw_encoding, truncated)`` of a rejected value for its DLQ record.
+
+    At most ``limit`` bytes of the original are kept, so a dead letter always fits
+    the broker (even JSON-escaped control characters stay under 6 x ``limit``):
+    without this a megabyte message would make a DLQ record over the broker's
+    limit and stop the worker on every retry.
+    """
+    value = value or b""
+    truncated = len(value) > limit
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(value[:limit]).decode("ascii"), "base64", truncated
+    if truncated:  # cut on a character boundary
+        text = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    return text, "text", truncated
 
 
 M = TypeVar("M", bound=BaseModel)

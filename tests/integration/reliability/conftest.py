@@ -39,7 +39,8 @@ def private_tmp() -> Iterator[Path]:
     not delete a broker's data while it runs."""
     path = Path(tempfile.mkdtemp(prefix="recstream-reliability-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("RECSTREAM_KEEP_TEST_TMP"):  # keep worker logs for a post-mortem
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

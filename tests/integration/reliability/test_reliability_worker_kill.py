@@ -16,7 +16,7 @@ from recstream.settings import Settings
 from tests.integration.reliability.accounting import account, reference_sequences
 
 pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
-from tests.integration.reliability.faults import (  # noqa: E402
+from tests.integration.reliability.faults import (
     WorkerPool,
     drain,
     input_events,

@@ -132,3 +132,35 @@ def test_limits_come_from_settings_with_safe_defaults(monkeypatch) -> None:
         assert exc.field == "ts"
     else:
         raise AssertionError("max_future_skew_s=0 should reject a timestamp a minute ahead")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000) | st.text(max_size=1500).map(str.encode), st.integers(1, 2000))
+def test_dead_letter_raw_is_bounded_and_faithful(value: bytes, limit: int) -> None:
+    import base64
+
+    from recstream.schemas import DLQRecord, dlq_raw
+
+    raw, encoding, truncated = dlq_raw(value, limit)
+    kept = raw.encode() if encoding == "text" else base64.b64decode(raw)
+    assert truncated == (len(value) > limit)
+    assert len(kept) <= limit and value.startswith(kept)
+    if not truncated:
+        assert kept == value
+    elif encoding == "text":
+        assert len(kept) > limit - 4  # only a split character is dropped
+    record = DLQRecord(topic="t", partition=0, offset=1, reason="too_large", error="e",
+                       raw=raw, raw_encoding=encoding, raw_size=len(value),
+                       raw_truncated=truncated)  # fmt: skip
+    assert len(encode(record)) <= 6 * limit + 400  # JSON escaping is at most 6 bytes a byte
+
+
+def test_a_megabyte_of_escaped_control_characters_dead_letters_under_the_broker_limit() -> None:
+    from recstream.schemas import DLQRecord, dlq_raw
+
+    value = json.dumps({"text": "\x00\x1b" * 100_000}).encode()  # ~1.2 MB of \\u00XX
+    raw, encoding, truncated = dlq_raw(value, Limits().max_message_bytes)
+    record = DLQRecord(topic="t", partition=0, offset=1, reason="too_large", error="e",
+                       raw=raw, raw_encoding=encoding, raw_size=len(value),
+                       raw_truncated=truncated)  # fmt: skip
+    assert truncated and len(encode(record)) < 1_000_000
