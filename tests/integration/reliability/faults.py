@@ -43,6 +43,7 @@ class Traffic:
 
     events: dict[str, dict[str, Any]] = field(default_factory=dict)  # accepted valid, by id
     bad: dict[Offset, str | None] = field(default_factory=dict)  # accepted invalid → reason
+    bad_kind: dict[Offset, str] = field(default_factory=dict)  # accepted invalid → attack
     valid_sent_at: dict[str, float] = field(default_factory=dict)  # event_id → send time
     refused: int = 0  # sends the broker never acknowledged (not "accepted")
     hostile_kinds: dict[str, int] = field(default_factory=dict)
@@ -110,7 +111,9 @@ async def run_traffic(
                 traffic.events[item.event_id] = json.loads(item.value)
                 traffic.hostile_kinds[item.kind] = traffic.hostile_kinds.get(item.kind, 0) + 1
             else:
-                traffic.bad[(meta.topic, meta.partition, meta.offset)] = item.reason
+                where = (meta.topic, meta.partition, meta.offset)
+                traffic.bad[where] = item.reason
+                traffic.bad_kind[where] = item.kind
                 traffic.hostile_kinds[item.kind] = traffic.hostile_kinds.get(item.kind, 0) + 1
     finally:
         await p.stop()

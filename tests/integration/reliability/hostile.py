@@ -55,6 +55,10 @@ def _query(rng: random.Random, now: float, i: int, **over: object) -> dict[str, 
     return base
 
 
+def _without(d: dict[str, object], key: str) -> dict[str, object]:
+    return {k: v for k, v in d.items() if k != key}
+
+
 def _dump(d: dict[str, object]) -> bytes:
     return json.dumps(d).encode()
 
@@ -103,7 +107,7 @@ MAKERS: dict[str, Maker] = {
     "missing_field": lambda r, now, i, lim: _bad(
         EVENTS,
         "missing_field",
-        _dump({k: v for k, v in _event(r, now, i).items() if k != r.choice(["item_id", "ts"])}),
+        _dump(_without(_event(r, now, i), r.choice(["item_id", "ts"]))),
         "schema",
     ),
     "query_missing_text": lambda r, now, i, lim: _bad(
