@@ -82,7 +82,10 @@ async def run_traffic(
         await p.start()
         t0 = time.monotonic()
         i = 0
-        while time.monotonic() - t0 < seconds and not (stop and stop.is_set()):
+        # Runs ``seconds``, and on until every hostile message is out (bounded: a list).
+        while (time.monotonic() - t0 < seconds or (hostile_every and bad_left)) and not (
+            stop and stop.is_set()
+        ):
             kind, body = valid_event(i, users, rng, prefix)
             topic = getattr(settings.topics, kind)
             fut = await p.send(topic, key=body["user_id"].encode(), value=json.dumps(body).encode())
