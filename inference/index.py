@@ -1,0 +1,379 @@
+"""The live item catalog: item id ↔ row, vectors, popularity, and a FAISS index.
+
+Deletion strategy depends on the index kind (docs/bundle.md ``index.kind``):
+
+* ``flat`` (exact ``IndexIDMap2(IndexFlatIP)``) on CPU: ``remove_ids`` / ``add_with_ids``;
+  an upserted existing item keeps its row. ``remove_ids`` compacts the flat
+  array, O(N·D) per delete.
+* ``hnsw`` (``IndexHNSWFlat``, graph nodes cannot be removed): a deleted or
+  replaced row becomes a tombstone, filtered *inside* the search with an
+  ``IDSelectorNot`` so every search still returns ``k`` live hits. When
+  tombstones exceed ``rebuild_ratio`` of the rows, :attr:`needs_rebuild` turns
+  true and :meth:`rebuild` compacts (build aside from a snapshot, replay the
+  mutations made meanwhile, swap).
+* A GPU flat index (faiss GPU build with a GPU) is also tombstoned; there the
+  filter is an over-fetch by the tombstone count (GPU search takes no selector).
+  Untested here: no GPU on the development machines.
+
+Thread-safety: one lock serialises searches and mutations (the stream calls
+from one event-loop thread; benches and tests may use threads). Rows are never
+reused for another item id, and a row's id only ever changes to ``None``, so
+rows returned by a search stay meaningful after the lock is released. A
+deleted item is never returned by a search that starts after :meth:`delete`
+returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from inference.errors import BundleManifestError
+
+log = logging.getLogger(__name__)
+
+_GPU_MAX_K = 2048  # faiss GPU k limit
+
+
+@dataclass
+class _Journal:
+    ops: list[tuple[str, str, np.ndarray | None, float]]
+
+
+class _State:
+    """Index + row arrays; mutated only under :class:`ItemIndex`'s lock."""
+
+    def __init__(
+        self,
+        index: Any,
+        ids: list[str | None],
+        vectors: np.ndarray,
+        popularity: np.ndarray,
+        tombstone: bool,
+    ) -> None:
+        n, dim = vectors.shape
+        self.index = index
+        self.tombstone = tombstone
+        self.ids = list(ids)
+        self.rows = {iid: r for r, iid in enumerate(ids) if iid is not None}
+        self.n = n
+        cap = max(16, int(n * 1.25) + 16)
+        self.vec = np.zeros((cap, dim), dtype=np.float32)
+        self.vec[:n] = vectors
+        self.pop = np.zeros(cap, dtype=np.float32)
+        self.pop[:n] = popularity
+        self.live = np.zeros(cap, dtype=bool)
+        self.live[:n] = [iid is not None for iid in ids]
+        self.dead: set[int] = {r for r, iid in enumerate(ids) if iid is None}
+        self.selector: Any = None  # (IDSelectorBatch, IDSelectorNot) kept alive together
+        self.pop_order: np.ndarray | None = None  # rows by popularity, lazily sorted
+        self.killed = len(self.dead)  # rows ever deleted/replaced (bounds the popular scan)
+
+    def _grow(self) -> None:
+        cap = self.vec.shape[0] * 2
+        for name in ("vec", "pop", "live"):
+            old = getattr(self, name)
+            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)  # readers holding the old array keep valid data
+
+    def _append(self, item_id: str, vector: np.ndarray, popularity: float) -> int:
+        if self.n == self.vec.shape[0]:
+            self._grow()
+        row = self.n
+        self.vec[row], self.pop[row], self.live[row] = vector, popularity, True
+        self.ids.append(item_id)
+        self.rows[item_id] = row
+        self.n += 1
+        return row
+
+    def upsert(self, item_id: str, vector: np.ndarray, popularity: float | None) -> int:
+        row = self.rows.get(item_id)
+        if popularity is None:  # keep a replaced item's prior; a new item starts at 0
+            popularity = float(self.pop[row]) if row is not None else 0.0
+        vec = vector.reshape(1, -1)
+        if row is not None and not self.tombstone:
+            self.index.remove_ids(np.array([row], dtype=np.int64))
+            self.index.add_with_ids(vec, np.array([row], dtype=np.int64))
+            self.vec[row], self.pop[row] = vector, popularity
+        else:
+            if row is not None:
+                self._kill(row)
+            new = self._append(item_id, vector, popularity)
+            if _is_hnsw(self.index):
+                self.index.add(vec)  # HNSW labels are insertion order = row
+                if self.index.ntotal != self.n:
+                    raise RuntimeError("HNSW labels drifted from catalog rows")  # a bug, not input
+            else:
+                self.index.add_with_ids(vec, np.array([new], dtype=np.int64))
+            row = new
+        if popularity > 0:
+            self.pop_order = None
+        return row
+
+    def _kill(self, row: int) -> None:
+        iid = self.ids[row]
+        self.ids[row] = None
+        self.live[row] = False
+        self.killed += 1
+        if iid is not None and self.rows.get(iid) == row:
+            del self.rows[iid]
+        if self.tombstone:
+            self.dead.add(row)
+            self.selector = None
+        else:
+            self.index.remove_ids(np.array([row], dtype=np.int64))
+
+    def delete(self, item_id: str) -> bool:
+        row = self.rows.get(item_id)
+        if row is None:
+            return False
+        self._kill(row)
+        return True
+
+    def search_params(self, ef_search: int | None) -> Any:
+        import faiss
+
+        if not _is_hnsw(self.index):
+            return None
+        if self.dead and self.selector is None:
+            batch = faiss.IDSelectorBatch(np.fromiter(self.dead, dtype=np.int64))
+            self.selector = (batch, faiss.IDSelectorNot(batch))
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
+        params.efSearch = ef_search or self.index.hnsw.efSearch
+        if self.dead:
+            params.sel = self.selector[1]
+        return params
+
+
+def _is_hnsw(index: Any) -> bool:
+    import faiss
+
+    return isinstance(index, faiss.IndexHNSW)
+
+
+class ItemIndex:
+    """Thread-safe catalog + FAISS index; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        index: Any,
+        item_ids: list[str],
+        vectors: np.ndarray,
+        popularity: np.ndarray,
+        *,
+        kind: Literal["flat", "hnsw"],
+        ef_search: int | None = None,
+        hnsw_m: int = 32,
+        ef_construction: int = 40,
+        device: Literal["cpu", "gpu"] = "cpu",
+        rebuild_ratio: float = 0.2,
+    ) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if index.ntotal != len(item_ids) or vectors.shape[0] != len(item_ids):
+            raise BundleManifestError(
+                f"index.faiss holds {index.ntotal} vectors but the catalog has {len(item_ids)} "
+                "items: the bundle is inconsistent; rebuild it"
+            )
+        self.kind = kind
+        self.dim = vectors.shape[1]
+        self.ef_search = ef_search
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.device = device
+        self.rebuild_ratio = rebuild_ratio
+        self._on_gpu = device == "gpu" and kind == "flat"  # faiss has no GPU HNSW: stays on CPU
+        if self._on_gpu:
+            index = _to_gpu(index)
+        tombstone = kind == "hnsw" or self._on_gpu
+        self._lock = threading.Lock()
+        self._state = _State(index, list(item_ids), vectors, popularity, tombstone)
+        self._journal: _Journal | None = None
+
+    # -- reads -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Live (searchable) items."""
+        return len(self._state.rows)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """(rows, D) vectors by row (deleted rows included; check :meth:`item_id`)."""
+        st = self._state
+        return st.vec[: st.n]
+
+    @property
+    def popularity(self) -> np.ndarray:
+        st = self._state
+        return st.pop[: st.n]
+
+    def row(self, item_id: str) -> int | None:
+        return self._state.rows.get(item_id)
+
+    def item_id(self, row: int) -> str | None:
+        """The item at ``row``, or None when it was deleted or replaced."""
+        ids = self._state.ids
+        return ids[row] if 0 <= row < len(ids) else None
+
+    @property
+    def needs_rebuild(self) -> bool:
+        st = self._state
+        return st.tombstone and len(st.dead) > self.rebuild_ratio * max(st.n, 1)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` live rows per query: (scores (B,k) float32, rows (B,k) int64, -1 = none)."""
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            st = self._state
+            k = max(1, min(k, st.n))  # never more hits than rows (a huge k is bad input)
+            if self._on_gpu and st.dead:
+                fetch = min(k + len(st.dead), _GPU_MAX_K, st.n)
+                scores, rows = st.index.search(q, max(fetch, 1))
+            else:
+                params = st.search_params(self.ef_search)
+                scores, rows = st.index.search(q, k, params=params)
+            live = st.live
+        rows = np.asarray(rows, dtype=np.int64)
+        ok = rows >= 0
+        ok[ok] = live[rows[ok]]
+        return _compact(scores, rows, ok, k)
+
+    def popular(self, n: int) -> np.ndarray:
+        """The ``n`` most popular live rows, most popular first (ties: lower row first)."""
+        if n <= 0:
+            return np.zeros(0, dtype=np.int64)
+        with self._lock:
+            st = self._state
+            if st.pop_order is None:
+                st.pop_order = np.argsort(-st.pop[: st.n], kind="stable")
+            # Only a prefix can hold the answer: at most `killed` rows in it are dead.
+            head = st.pop_order[: n + st.killed]
+            return head[st.live[head]][:n].astype(np.int64)
+
+    # -- writes ------------------------------------------------------------------------
+    def upsert(self, item_id: str, vector: np.ndarray, popularity: float | None = None) -> int:
+        """Add or replace ``item_id``; searchable when this returns. Returns its row.
+
+        ``popularity`` None keeps a replaced item's prior (a new item gets 0).
+        """
+        vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        with self._lock:
+            row = self._state.upsert(item_id, vec, popularity)
+            if self._journal is not None:
+                self._journal.ops.append(("upsert", item_id, vec, float(self._state.pop[row])))
+        return row
+
+    def delete(self, item_id: str) -> bool:
+        """Remove ``item_id`` (never returned by later searches). False if unknown."""
+        with self._lock:
+            found = self._state.delete(item_id)
+            if found and self._journal is not None:
+                self._journal.ops.append(("delete", item_id, None, 0.0))
+        return found
+
+    def set_popularity(self, scores: dict[str, float]) -> int:
+        """Replace the popularity prior of the given items (e.g. the stream's trending counts)."""
+        with self._lock:
+            st = self._state
+            hit = 0
+            for iid, value in scores.items():
+                row = st.rows.get(iid)
+                if row is not None:
+                    st.pop[row] = value
+                    hit += 1
+            st.pop_order = None
+        return hit
+
+    def rebuild(self) -> None:
+        """Compact a tombstoned index: build aside from a snapshot, replay mutations, swap.
+
+        Searches and mutations continue while the new index builds; only the
+        snapshot and the final swap take the lock. Rows are renumbered.
+        """
+        with self._lock:
+            st = self._state
+            if not st.tombstone or self._journal is not None:
+                return
+            rows = np.flatnonzero(st.live[: st.n])
+            ids = [st.ids[r] for r in rows]
+            vecs = st.vec[rows].copy()
+            pops = st.pop[rows].copy()
+            self._journal = _Journal([])
+        try:
+            index = self._build(vecs)
+            new = _State(index, list(ids), vecs, pops, tombstone=True)
+            with self._lock:
+                for _op, iid, vec, pop in self._journal.ops:
+                    if vec is not None:  # upsert
+                        new.upsert(iid, vec, pop)
+                    else:
+                        new.delete(iid)
+                self._state = new
+                log.info(
+                    "rebuilt %s index: %d rows (%d replayed)",
+                    self.kind,
+                    new.n,
+                    len(self._journal.ops),
+                )
+        finally:
+            self._journal = None
+
+    def _build(self, vecs: np.ndarray) -> Any:
+        import faiss
+
+        if self.kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = self.ef_construction
+            hnsw.hnsw.efSearch = self.ef_search or 64
+            hnsw.add(vecs)
+            return hnsw
+        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        flat.add_with_ids(vecs, np.arange(len(vecs), dtype=np.int64))
+        return _to_gpu(flat) if self._on_gpu else flat
+
+
+def _compact(
+    scores: np.ndarray, rows: np.ndarray, ok: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first ``k`` valid hits per query, pad with -1."""
+    b = rows.shape[0]
+    out_s = np.full((b, k), -np.inf, dtype=np.float32)
+    out_r = np.full((b, k), -1, dtype=np.int64)
+    if ok.all() and rows.shape[1] >= k:
+        return scores[:, :k].astype(np.float32), rows[:, :k]
+    for i in range(b):
+        keep = np.flatnonzero(ok[i])[:k]
+        out_s[i, : len(keep)] = scores[i, keep]
+        out_r[i, : len(keep)] = rows[i, keep]
+    return out_s, out_r
+
+
+def _to_gpu(index: Any) -> Any:
+    import faiss
+
+    res = faiss.StandardGpuResources()
+    gpu = faiss.index_cpu_to_gpu(res, 0, index)
+    setattr(gpu, "_recstream_res", res)  # noqa: B010  # resources must outlive the index
+    return gpu
+
+
+def load_index(path: str, kind: Literal["flat", "hnsw"], n: int) -> Any:
+    """Read ``index.faiss`` and check it matches docs/bundle.md (kind, ids = rows)."""
+    import faiss
+
+    index = faiss.read_index(path)
+    if kind == "hnsw" and not isinstance(index, faiss.IndexHNSW):
+        raise BundleManifestError(f"manifest says hnsw but index.faiss is {type(index).__name__}")
+    if kind == "flat":
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise BundleManifestError(
+                f"manifest says flat but index.faiss is {type(index).__name__}, "
+                "expected IndexIDMap2(IndexFlatIP)"
+            )
+        ids = faiss.vector_to_array(index.id_map)
+        if not np.array_equal(ids, np.arange(n)):
+            raise BundleManifestError("index.faiss ids are not the row numbers 0..N-1")
+    return index

@@ -1,0 +1,308 @@
+"""The concrete :class:`inference.types.Recommender` over a bundle.
+
+One call of :meth:`OnnxRecommender.recommend_batch` makes at most one ONNX call
+per encoder and one FAISS search per source for the batch (plus a search of its
+own for a request whose excluded items fill more than
+``candidates.exclusion_margin`` of its hits). A
+request's candidates never depend on the other requests in its batch, so a batch
+returns the same items as one-request calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inference.bundle import Bundle, load_bundle
+from inference.encoders import SequenceEncoder, TextEncoder
+from inference.errors import InferenceError
+from inference.fusion import fuse, fusion_weights
+from inference.index import ItemIndex, load_index
+from inference.providers import faiss_device, onnx_plan
+from inference.settings import InferenceSettings
+from inference.types import Request, Result, ScoredItem, Source
+
+log = logging.getLogger(__name__)
+
+
+def item_text(title: str, text: str | None) -> str:
+    """The text an item is encoded from: its text, prefixed by the title if it lacks it."""
+    title, text = (title or "").strip(), (text or "").strip()
+    if not text:
+        return title
+    return text if title.lower() in text.lower() else f"{title}. {text}"
+
+
+class OnnxRecommender:
+    """Serves one bundle: ONNX encoders, a live :class:`ItemIndex`, fusion."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        settings: InferenceSettings | None = None,
+        *,
+        text_encoder: TextEncoder | None = None,
+        sequence_encoder: SequenceEncoder | None = None,
+        index: ItemIndex | None = None,
+    ) -> None:
+        import faiss
+
+        s = self.settings = settings or InferenceSettings()
+        m = bundle.manifest
+        self.bundle = bundle
+        faiss.omp_set_num_threads(s.faiss_threads)
+        plan = onnx_plan(s.provider, s.threads)
+        if text_encoder is None:
+            te = m.text_encoder
+            use_int8 = s.prefer_int8 and te.int8_file
+            path = bundle.file(te.int8_file if use_int8 and te.int8_file else te.file)
+            text_encoder = TextEncoder(
+                path, bundle.file("tokenizer.json"), plan, s.text_max_length or te.max_length
+            )
+        if sequence_encoder is None:
+            se = m.sequence_encoder
+            sequence_encoder = SequenceEncoder(bundle.file(se.file), plan, se.max_length, m.dim)
+        if index is None:
+            n = len(bundle.items)
+            params = m.index.params
+            index = ItemIndex(
+                load_index(str(bundle.file(m.index.file)), m.index.kind, n),
+                [it.item_id for it in bundle.items],
+                bundle.vectors,
+                bundle.popularity,
+                kind=m.index.kind,
+                ef_search=s.ef_search or params.get("efSearch"),
+                hnsw_m=int(params.get("M", 32)),
+                ef_construction=int(params.get("efConstruction", 40)),
+                device=faiss_device(s.faiss_device),
+                rebuild_ratio=s.hnsw_rebuild_ratio,
+            )
+        self.text_encoder = text_encoder
+        self.sequence_encoder = sequence_encoder
+        self.index = index
+        self._titles = {it.item_id: it.title for it in bundle.items}
+        self._closed = False
+
+    @classmethod
+    def load(cls, path: Path, settings: InferenceSettings | None = None) -> OnnxRecommender:
+        """Verify and load the bundle at ``path`` (a ``<bundle_dir>/<version>`` directory)."""
+        return cls(load_bundle(path), settings)
+
+    # -- the Recommender protocol -----------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def dim(self) -> int:
+        return self.bundle.manifest.dim
+
+    @property
+    def n_items(self) -> int:
+        """Items searchable now (for the ``recstream_index_items`` gauge)."""
+        return len(self.index)
+
+    @property
+    def truncated_texts(self) -> int:
+        """Texts cut to the text encoder's max_length since load."""
+        return self.text_encoder.truncated
+
+    def title(self, item_id: str) -> str | None:
+        return self._titles.get(item_id)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.text_encoder.encode(list(texts))
+
+    def upsert_item(
+        self, item_id: str, title: str, text: str | None = None, attributes: dict | None = None
+    ) -> None:
+        vec = self.text_encoder.encode([item_text(title, text)])[0]
+        self.index.upsert(item_id, vec)
+        self._titles[item_id] = title
+
+    def delete_item(self, item_id: str) -> None:
+        self.index.delete(item_id)
+        self._titles.pop(item_id, None)
+
+    def set_popularity(self, scores: dict[str, float]) -> int:
+        """Replace the popularity prior (values in [0, 1]) of the given items; returns hits."""
+        return self.index.set_popularity(scores)
+
+    def maintain(self) -> bool:
+        """Compact a tombstoned HNSW index when it asks for it (call off the hot path)."""
+        if self.index.needs_rebuild:
+            self.index.rebuild()
+            return True
+        return False
+
+    def recommend(self, request: Request) -> Result:
+        return self.recommend_batch([request])[0]
+
+    def recommend_batch(self, requests: Sequence[Request]) -> list[Result]:
+        if self._closed:
+            raise InferenceError("recommender is closed (a newer bundle replaced it)")
+        if not requests:
+            return []
+        t = {"encode_text": 0.0, "encode_sequence": 0.0, "search": 0.0, "fuse": 0.0}
+        idx, s = self.index, self.settings
+        vectors = idx.vectors
+
+        # Rows of history / excluded items (unknown ids skipped).
+        hist_rows: list[np.ndarray] = []
+        hist_ids: list[list[str]] = []
+        excluded: list[np.ndarray] = []
+        for req in requests:
+            pairs = [(r, iid) for iid in req.history if (r := idx.row(iid)) is not None]
+            hist_rows.append(np.array([r for r, _ in pairs], dtype=np.int64))
+            hist_ids.append([iid for _, iid in pairs])
+            ex = {r for iid in req.exclude if (r := idx.row(iid)) is not None}
+            excluded.append(np.fromiter(ex.union(r for r, _ in pairs), dtype=np.int64))
+
+        t0 = time.perf_counter()
+        qvecs = self._query_vectors(requests)
+        t1 = time.perf_counter()
+        with_hist = [i for i, rows in enumerate(hist_rows) if len(rows)]
+        uvecs_arr = self.sequence_encoder.encode([hist_rows[i] for i in with_hist], vectors)
+        uvecs: dict[int, np.ndarray] = dict(zip(with_hist, uvecs_arr, strict=True))
+        t2 = time.perf_counter()
+        t["encode_text"], t["encode_sequence"] = t1 - t0, t2 - t1
+
+        c = s.candidates
+        seq_hits = self._search(uvecs, c.sequence, requests, excluded)
+        q_hits = self._search(qvecs, c.query, requests, excluded)
+        pops = idx.popular(c.popular + max((len(e) for e in excluded), default=0))
+        t3 = time.perf_counter()
+        t["search"] = t3 - t2
+
+        vectors, popularity = idx.vectors, idx.popularity  # may have grown by an upsert
+        results = []
+        for i, req in enumerate(requests):
+            has_q = i in qvecs
+            w = fusion_weights(len(hist_rows[i]), has_q, req.query_age_s, s.fusion)
+            cands: dict[Source, np.ndarray] = {"popular": _first(pops, excluded[i], c.popular)}
+            if i in seq_hits:
+                cands["sequence"] = seq_hits[i]
+            if i in q_hits:
+                cands["query"] = q_hits[i]
+            fused = fuse(
+                candidates=cands,
+                vectors=vectors,
+                popularity=popularity,
+                weights=w,
+                user_vector=uvecs.get(i),
+                query_vector=qvecs.get(i),
+                query_text=_clean(req.query),
+                history_rows=hist_rows[i],
+                history_ids=hist_ids[i],
+                excluded_rows=excluded[i],
+                k=max(min(req.k, len(idx)), 0),
+            )
+            items = [
+                ScoredItem(iid, f.score, f.sources, f.because)
+                for f in fused
+                if (iid := idx.item_id(f.row)) is not None  # deleted while we ran
+            ]
+            results.append(Result(req.user_id, items, self.model_version, qvecs.get(i), {}))
+        t["fuse"] = time.perf_counter() - t3
+        for res in results:
+            res.timings.update(t)
+        return results
+
+    # -- helpers ----------------------------------------------------------------------
+    def _query_vectors(self, requests: Sequence[Request]) -> dict[int, np.ndarray]:
+        """Cached vectors where valid; the rest encoded in one call (duplicates once)."""
+        out: dict[int, np.ndarray] = {}
+        todo: dict[str, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            v = req.query_vector
+            if v is not None:
+                v = np.asarray(v, dtype=np.float32).reshape(-1)
+                if v.shape == (self.dim,) and np.all(np.isfinite(v)):
+                    out[i] = v
+                    continue
+                log.warning("ignoring query_vector of shape %s for user %s", v.shape, req.user_id)
+            text = _clean(req.query)
+            if text:
+                todo[text].append(i)
+        if todo:
+            texts = list(todo)
+            for text, vec in zip(texts, self.text_encoder.encode(texts), strict=True):
+                for i in todo[text]:
+                    out[i] = vec
+        return out
+
+    def _search(
+        self,
+        vecs: dict[int, np.ndarray],
+        pool: int,
+        requests: Sequence[Request],
+        excluded: list[np.ndarray],
+    ) -> dict[int, np.ndarray]:
+        """Per request, the first ``max(pool, k)`` non-excluded rows of its search.
+
+        Every request is searched with ``k = max(pool, its k) + exclusion_margin``
+        (equal ``k`` share one FAISS call). A request whose excluded items ate
+        more than the margin is searched again alone with room for all of them.
+        Both depend on the request only, so batching never changes its result.
+        """
+        margin = self.settings.candidates.exclusion_margin
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i in vecs:
+            groups[self._want(pool, requests[i]) + margin].append(i)
+        out: dict[int, np.ndarray] = {}
+        retry: list[int] = []
+        for k, members in groups.items():
+            _, rows = self.index.search(np.stack([vecs[i] for i in members]), k)
+            for j, i in enumerate(members):
+                want = self._want(pool, requests[i])
+                out[i] = _first(rows[j], excluded[i], want)
+                if len(out[i]) < want and rows[j, -1] >= 0:  # short, catalog not exhausted
+                    retry.append(i)
+        for i in retry:
+            want = self._want(pool, requests[i])
+            _, rows = self.index.search(vecs[i][None], want + len(excluded[i]))
+            out[i] = _first(rows[0], excluded[i], want)
+        return out
+
+    def _want(self, pool: int, req: Request) -> int:
+        """Candidates wanted from one source: the pool, or k if larger (capped by the catalog)."""
+        return max(1, min(max(pool, req.k), len(self.index)))
+
+    def close(self) -> None:
+        """Release the ONNX sessions (called by :class:`BundleHandle` when unleased)."""
+        self._closed = True
+        self.text_encoder.close()
+        self.sequence_encoder.close()
+
+    def __repr__(self) -> str:
+        return f"OnnxRecommender(version={self.model_version!r}, items={self.n_items})"
+
+
+def _first(rows: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` rows that are valid (>= 0) and not excluded."""
+    keep = rows >= 0
+    if len(excluded):
+        keep &= ~_member(rows, excluded)
+    return rows[keep][:n]
+
+
+def _member(rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """``np.isin`` without its set-up cost for the usual small arrays."""
+    if len(rows) * len(excluded) <= 65_536:
+        return (rows[:, None] == excluded[None, :]).any(axis=1)
+    return np.isin(rows, excluded)
+
+
+def _clean(text: str | None) -> str | None:
+    text = (text or "").strip()
+    return text or None
+
+
+def load_recommender(path: Path, settings: InferenceSettings | None = None) -> OnnxRecommender:
+    """Shorthand for :meth:`OnnxRecommender.load`."""
+    return OnnxRecommender.load(path, settings)

@@ -1,0 +1,271 @@
+"""A torch-free builder of small but REAL bundles (same files as docs/bundle.md).
+
+    from inference.testing import build_tiny_bundle
+    path = build_tiny_bundle(tmp_path, n_items=200, dim=32)   # tmp_path/"tiny-1"
+    rec = OnnxRecommender.load(path)
+
+The text encoder is an ONNX graph (token-embedding Gather → masked sum → L2
+normalise) over a word-level ``tokenizers`` tokenizer; genre words share a
+direction, so a query "funny comedy" lands near comedy items. The sequence
+encoder is a recency-weighted masked mean (most recent item weighs most).
+Item ``i`` has genre ``GENRES[i % len(GENRES)]`` (also in its attributes).
+Needs the ``onnx`` package (a dev/train extra), imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from inference.bundle import seal_bundle
+
+# genre → words whose embeddings point the same way (the first is the genre name).
+GENRES: dict[str, tuple[str, ...]] = {
+    "comedy": ("comedy", "funny", "laugh", "hilarious", "jokes"),
+    "horror": ("horror", "scary", "ghost", "monster", "fear"),
+    "romance": ("romance", "love", "kiss", "wedding", "heart"),
+    "action": ("action", "explosion", "chase", "fight", "hero"),
+    "scifi": ("scifi", "space", "robot", "alien", "future"),
+    "documentary": ("documentary", "history", "nature", "facts", "real"),
+    "animation": ("animation", "cartoon", "animated", "pixar", "drawn"),
+    "western": ("western", "cowboy", "desert", "horse", "sheriff"),
+}
+FILLER = ("a", "an", "the", "film", "movie", "about", "story", "of", "with", "and", "in")
+SPECIAL = ("[PAD]", "[UNK]")
+OPSET, IR_VERSION = 17, 8
+
+
+def genre_of(row: int) -> str:
+    """The genre of tiny-catalog row ``row``."""
+    names = list(GENRES)
+    return names[row % len(names)]
+
+
+def vocabulary() -> dict[str, int]:
+    words = [*SPECIAL, *FILLER, *(w for ws in GENRES.values() for w in ws)]
+    return {w: i for i, w in enumerate(words)}
+
+
+def build_tokenizer(vocab: dict[str, int]) -> Any:
+    """A word-level tokenizer (lower-cased, whitespace/punctuation split)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.enable_padding(pad_id=vocab["[PAD]"], pad_token="[PAD]")
+    return tok
+
+
+def token_embeddings(vocab: dict[str, int], dim: int, rng: np.random.Generator) -> np.ndarray:
+    """(V, D): genre words = genre direction + noise, filler words small, [PAD] zero."""
+    emb = 0.15 * rng.standard_normal((len(vocab), dim)).astype(np.float32)
+    for words in GENRES.values():
+        direction = rng.standard_normal(dim).astype(np.float32)
+        direction /= np.linalg.norm(direction)
+        for w in words:
+            emb[vocab[w]] += direction
+    emb[vocab["[PAD]"]] = 0.0
+    return emb
+
+
+def text_encoder_graph(emb: np.ndarray) -> Any:
+    """ONNX: input_ids, attention_mask (B,T) int64 → embedding (B,D) L2-normalised."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    dim = emb.shape[1]
+    nodes = [
+        helper.make_node("Gather", ["E", "input_ids"], ["e"], axis=0),  # (B, T, D)
+        helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),  # (B, T)
+        helper.make_node("Unsqueeze", ["mf", "ax2"], ["m3"]),  # (B, T, 1)
+        helper.make_node("Mul", ["e", "m3"], ["em"]),
+        helper.make_node("ReduceSum", ["em", "ax1"], ["s"], keepdims=0),  # (B, D)
+        *_l2_nodes("s", "embedding"),
+    ]
+    inits = [
+        numpy_helper.from_array(emb.astype(np.float32), "E"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "ax1"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "ax2"),
+        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "eps"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_text_encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["B", "T"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["B", "T"]),
+        ],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["B", dim])],
+        inits,
+    )
+    return _model(graph)
+
+
+def sequence_encoder_graph(max_length: int, dim: int, decay: float = 0.7) -> Any:
+    """ONNX: item_vectors (B,L,D), mask (B,L) → user_vector (B,D); weight decay**(age)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    recency = decay ** np.arange(max_length - 1, -1, -1, dtype=np.float32)  # (L,) newest = 1
+    nodes = [
+        helper.make_node("Mul", ["mask", "recency"], ["w"]),  # (B, L)
+        helper.make_node("Unsqueeze", ["w", "ax2"], ["w3"]),  # (B, L, 1)
+        helper.make_node("Mul", ["item_vectors", "w3"], ["xw"]),  # (B, L, D)
+        helper.make_node("ReduceSum", ["xw", "ax1"], ["s"], keepdims=0),  # (B, D)
+        *_l2_nodes("s", "user_vector"),
+    ]
+    inits = [
+        numpy_helper.from_array(recency, "recency"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "ax1"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "ax2"),
+        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "eps"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_sequence_encoder",
+        [
+            helper.make_tensor_value_info(
+                "item_vectors", TensorProto.FLOAT, ["B", max_length, dim]
+            ),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", max_length]),
+        ],
+        [helper.make_tensor_value_info("user_vector", TensorProto.FLOAT, ["B", dim])],
+        inits,
+    )
+    return _model(graph)
+
+
+def _l2_nodes(x: str, out: str) -> list[Any]:
+    from onnx import helper
+
+    return [
+        helper.make_node("Mul", [x, x], [f"{x}_sq"]),
+        helper.make_node("ReduceSum", [f"{x}_sq", "ax1"], [f"{x}_n2"], keepdims=1),  # (B, 1)
+        helper.make_node("Add", [f"{x}_n2", "eps"], [f"{x}_n2e"]),
+        helper.make_node("Sqrt", [f"{x}_n2e"], [f"{x}_n"]),
+        helper.make_node("Div", [x, f"{x}_n"], [out]),
+    ]
+
+
+def _model(graph: Any) -> Any:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_index(
+    path: Path, vectors: np.ndarray, kind: Literal["flat", "hnsw"], params: dict
+) -> None:
+    """``index.faiss`` per docs/bundle.md (ids = rows)."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if kind == "flat":
+        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        flat.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+        faiss.write_index(flat, str(path))
+        return
+    hnsw = faiss.IndexHNSWFlat(dim, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = int(params["efConstruction"])
+    hnsw.hnsw.efSearch = int(params["efSearch"])
+    hnsw.add(vectors)
+    faiss.write_index(hnsw, str(path))
+
+
+def tiny_items(n_items: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Catalog rows with genre words in their text (row ``i`` has :func:`genre_of` ``(i)``)."""
+    items = []
+    for i in range(n_items):
+        genre = genre_of(i)
+        words = rng.choice(GENRES[genre], size=3, replace=False)
+        title = f"{words[0].capitalize()} {i}"
+        text = f"{title}. A {genre} {' '.join(words[1:])} movie"
+        items.append(
+            {"item_id": f"i{i}", "title": title, "text": text, "attributes": {"genre": genre}}
+        )
+    return items
+
+
+def build_tiny_bundle(
+    out_dir: Path,
+    *,
+    n_items: int = 200,
+    dim: int = 32,
+    version: str = "tiny-1",
+    index_kind: Literal["flat", "hnsw"] = "flat",
+    with_int8: bool = False,
+    text_max_length: int = 16,
+    sequence_max_length: int = 20,
+    seed: int = 0,
+) -> Path:
+    """Write a sealed bundle to ``out_dir/version`` and return that path."""
+    import onnx
+
+    from inference.encoders import TextEncoder
+    from inference.providers import OnnxPlan
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{version}.tmp-", dir=out_dir))
+    vocab = vocabulary()
+    build_tokenizer(vocab).save(str(tmp / "tokenizer.json"))
+    onnx.save(text_encoder_graph(token_embeddings(vocab, dim, rng)), str(tmp / "text_encoder.onnx"))
+    onnx.save(sequence_encoder_graph(sequence_max_length, dim), str(tmp / "sequence_encoder.onnx"))
+    if with_int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            tmp / "text_encoder.onnx", tmp / "text_encoder.int8.onnx", weight_type=QuantType.QInt8
+        )
+
+    items = tiny_items(n_items, rng)
+    with (tmp / "items.jsonl").open("w", encoding="utf-8") as fh:
+        for it in items:
+            fh.write(json.dumps(it) + "\n")
+    encoder = TextEncoder(
+        tmp / "text_encoder.onnx",
+        tmp / "tokenizer.json",
+        OnnxPlan(("CPUExecutionProvider",), 1),
+        text_max_length,
+    )
+    vectors = encoder.encode([it["text"] for it in items])  # (N, D), the serving tower's own output
+    np.save(tmp / "item_vectors.npy", vectors)
+    ranks = rng.permutation(n_items)
+    popularity = (1.0 / (1.0 + ranks) ** 0.8).astype(np.float32)
+    np.save(tmp / "popularity.npy", popularity / popularity.max())
+    params = {"M": 16, "efConstruction": 40, "efSearch": 64} if index_kind == "hnsw" else {}
+    write_index(tmp / "index.faiss", vectors, index_kind, params)
+
+    manifest = {
+        "version": version,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "dataset": "tiny-synthetic",
+        "dim": dim,
+        "text_encoder": {
+            "file": "text_encoder.onnx",
+            "int8_file": "text_encoder.int8.onnx" if with_int8 else None,
+            "max_length": text_max_length,
+        },
+        "sequence_encoder": {"file": "sequence_encoder.onnx", "max_length": sequence_max_length},
+        "index": {
+            "file": "index.faiss",
+            "kind": index_kind,
+            "metric": "inner_product",
+            "params": params,
+        },
+        "config": {"builder": "inference.testing.build_tiny_bundle", "seed": seed},
+        "metrics": {},
+    }
+    final = out_dir / version
+    if final.exists():
+        raise FileExistsError(f"{final} exists: pick another version or directory")
+    return seal_bundle(tmp, manifest, final)

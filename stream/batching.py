@@ -1,0 +1,93 @@
+"""Adaptive micro-batching over a Faust stream.
+
+Faust's ``Stream.take_events(max_, within)`` closes a batch only when it is
+full or when ``within`` has passed *since the previous batch*: at low rates
+every event waits for the timer (measured here: passthrough p50 15–22 ms with
+``within=2 ms``, 3 ms with batches of one). :func:`take_ready` keeps
+``take_events``' contract (a list of events, acked only after the caller's
+body returns, never more than ``max_``) but starts the clock at the batch's
+first event: an event waits at most ``linger`` for company, and under load
+the batch also takes whatever queued up while the previous one was processed.
+Closing on "input queue empty" alone was tried and rejected: under CPU
+contention the consumer feeds one record at a time, batches stayed at ~1
+event and per-batch overhead dominated.
+
+It is a close copy of faust-streaming 0.15.3 ``take_events`` and uses the
+same Stream internals (``add_processor``, ``_enable_passive``, ``ack``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+
+async def take_ready(
+    stream: Any, max_: int, linger: float, *, auto_ack: bool = True, idle_check: float = 1.0
+) -> AsyncIterator[list[Any]]:
+    """Yield lists of at most ``max_`` events.
+
+    A batch opens with its first event and closes when it is full or ``linger``
+    seconds later, whichever comes first (``linger=0``: as soon as the events
+    already queued are in). With ``auto_ack=False`` the caller must ack every
+    event (``stream.ack``) when done with it, e.g. after its outputs are
+    delivered; events never acked are never committed.
+    """
+    events: list[Any] = []
+    arrived = asyncio.Event()
+    full = asyncio.Event()
+    consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    enable_acks = stream.enable_acks
+    channel_it = stream.channel.__aiter__()
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        if consuming is not None:  # the caller is working on a batch
+            try:
+                await consuming
+            finally:
+                consuming = None
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_ready found current_event is None")
+        events.append(event)
+        arrived.set()
+        if len(events) >= max_:
+            full.set()
+            consumed.clear()
+            await stream.wait(consumed)  # never hand out more than max_
+        return value
+
+    stream.enable_acks = False  # acked after the caller is done with a batch
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(channel_it)
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(arrived, timeout=idle_check)
+            if not events:
+                arrived.clear()
+                continue
+            if not full.is_set():
+                if linger > 0:
+                    await stream.wait_for_stopped(full, timeout=linger)
+                else:
+                    await asyncio.sleep(0)  # let the drainer add what is already queued
+            consuming = asyncio.get_running_loop().create_future()
+            try:
+                yield list(events)
+            finally:
+                batch = list(events)
+                events.clear()
+                if auto_ack:
+                    for event in batch:
+                        await stream.ack(event)
+                arrived.clear()
+                full.clear()
+                if not consuming.done():
+                    consuming.set_result(None)
+                consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)

@@ -1,0 +1,190 @@
+"""``item-updates``: every worker applies every catalog change to its live index.
+
+Why not a Faust agent: an agent's topic is consumed by the app's consumer
+group, so each worker would only see its share of the partitions, and a worker
+would keep recommending an item another worker saw deleted. A GlobalTable would
+also reach every worker, but it needs its own changelog copy of the topic and
+replays it through the table machinery. Instead each worker runs one plain
+aiokafka consumer **without a group** (``group_id=None``), assigned to every
+partition of ``item-updates`` and reading from the earliest offset. It commits
+nothing: a restarted worker replays the topic, which is idempotent (the last
+upsert/delete per item wins), and ``item-updates`` is meant to be compacted by
+``item_id``.
+
+Applied changes are kept in an :class:`ItemOverlay` so that a hot-reloaded
+bundle gets them too. An upsert whose ``ts`` is older than the bundle's
+``created_at`` for an item the bundle already has is skipped (the bundle's
+trained vector is better than a text-only one); deletes always apply.
+Invalid messages are dead-lettered by every worker that reads them (each
+worker sees them); DLQ consumers can dedupe by topic/partition/offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from inference.types import Recommender
+from recstream.errors import SchemaError
+from recstream.schemas import ItemUpdate, decode
+from stream.processing import InMessage
+
+if TYPE_CHECKING:
+    from stream.model import ModelHolder
+
+log = logging.getLogger(__name__)
+
+DeadLetter = Callable[[InMessage, str, str], Awaitable[None]]
+
+
+def apply_update(recommender: Recommender, update: ItemUpdate, created_ts: float) -> bool:
+    """Apply one change to a live model; False if skipped as older than its bundle."""
+    if update.op == "delete":
+        recommender.delete_item(update.item_id)
+        return True
+    if update.ts < created_ts and recommender.title(update.item_id) is not None:
+        return False
+    recommender.upsert_item(update.item_id, update.title, update.text, update.attributes)
+    return True
+
+
+class ItemOverlay:
+    """The latest change per item this worker has seen, in arrival order."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int, ItemUpdate]] = {}
+        self._seq = 0
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def record(self, update: ItemUpdate) -> int:
+        self._seq += 1
+        self._latest[update.item_id] = (self._seq, update)
+        return self._seq
+
+    def replay(self, recommender: Recommender, created_ts: float, after: int = 0) -> int:
+        """Apply every change recorded after ``after`` to ``recommender``; the last seq seen."""
+        snapshot = list(self._latest.values())  # the loop thread may append meanwhile
+        entries = sorted((e for e in snapshot if e[0] > after), key=lambda e: e[0])
+        upto = after
+        for seq, update in entries:
+            try:
+                apply_update(recommender, update, created_ts)
+            except Exception:
+                log.exception("could not re-apply item update for %s", update.item_id)
+            upto = seq
+        return max(upto, after)
+
+    @staticmethod
+    def index_size(recommender: Recommender) -> int:
+        """Searchable items, if the recommender tells (``n_items``, ``num_items`` or ``len``)."""
+        n: Any = getattr(recommender, "n_items", None)
+        if n is None:
+            n = getattr(recommender, "num_items", None)
+        if n is None:
+            try:
+                n = len(recommender)  # type: ignore[arg-type]
+            except TypeError:
+                return 0
+        return int(n() if callable(n) else n)
+
+
+class CatalogFollower:
+    """Consumes every partition of ``item-updates`` and keeps the live model current."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        holder: ModelHolder,
+        overlay: ItemOverlay,
+        dead_letter: DeadLetter,
+        on_applied: Callable[[], None] = lambda: None,
+        consumer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.holder = holder
+        self.overlay = overlay
+        self.dead_letter = dead_letter
+        self.on_applied = on_applied
+        self.options = consumer_options or {}
+        self.caught_up = asyncio.Event()
+
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        options = {"bootstrap_servers": self.bootstrap, **self.options}
+        consumer = AIOKafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            **options,
+        )
+        await consumer.start()
+        try:
+            parts: set[int] | None = None
+            while not parts:
+                # aiokafka has no public "describe this topic" on a consumer.
+                cluster = await consumer._client.fetch_all_metadata()
+                parts = cluster.partitions_for_topic(self.topic)
+                if not parts:
+                    log.info("waiting for topic %s to exist", self.topic)
+                    await asyncio.sleep(1.0)
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            log.info(
+                "following %s (%d partitions, %d updates to replay)",
+                self.topic,
+                len(tps),
+                sum(ends.values()),
+            )
+            while True:
+                if not self.caught_up.is_set() and all(
+                    await asyncio.gather(*(self._at_end(consumer, tp, ends[tp]) for tp in tps))
+                ):
+                    self.caught_up.set()
+                    log.info("catalog caught up: %d item changes applied", len(self.overlay))
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, records in batches.items():
+                    for rec in records:
+                        await self._handle(
+                            InMessage(tp.topic, tp.partition, rec.offset, rec.key, rec.value)
+                        )
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _at_end(consumer: Any, tp: Any, end: int) -> bool:
+        return bool(await consumer.position(tp) >= end)
+
+    async def _handle(self, msg: InMessage) -> None:
+        try:
+            if msg.value is None:
+                raise SchemaError("empty", "message has no value (tombstone)")
+            update = decode(ItemUpdate, msg.value)
+        except SchemaError as exc:
+            await self.dead_letter(msg, exc.reason, str(exc))
+            return
+        self.overlay.record(update)
+        current = self.holder.current
+        if current is None:
+            return  # replayed onto the model when it loads
+        try:
+            apply_update(current, update, self.holder.created_ts)
+        except Exception as exc:
+            log.exception("item update %s failed", update.item_id)
+            await self.dead_letter(msg, "processing", f"{type(exc).__name__}: {exc}")
+            return
+        self.on_applied()

@@ -1,0 +1,54 @@
+"""Worker settings (environment prefix ``RECSTREAM_WORKER_``).
+
+Shared things (bootstrap servers, topic names, state and bundle directories)
+come from :class:`recstream.settings.Settings` (prefix ``RECSTREAM_``); this
+class holds only what the streaming worker itself decides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    """How one streaming worker batches, stores state, serves HTTP and reloads models."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSTREAM_WORKER_", frozen=True, extra="ignore")
+
+    # Faust application id = Kafka consumer group and prefix of changelog topics.
+    app_id: str = "recstream"
+    # Micro-batching: a batch closes when it holds this many events ...
+    batch_max_size: int = Field(default=64, ge=1, le=10_000)
+    # ... or this many seconds after its first event arrived (0: take what is queued).
+    batch_max_wait_s: float = Field(default=0.002, ge=0, le=5.0)
+    # Batches whose outputs may await broker acks while the next batch is processed.
+    max_inflight_batches: int = Field(default=8, ge=1, le=1000)
+    # Table store: rocksdb:// is durable across restarts; memory:// for tests.
+    store: str = "rocksdb://"
+    # Directory for the rocksdb store and faust's data (default <state_dir>/worker/<app_id>).
+    data_dir: Path | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    # Items kept in the user's behaviour sequence (the sequence encoder's input length).
+    sequence_length: int = Field(default=50, ge=1, le=1000)
+    # Most recent consumed items never recommended again (>= sequence_length); the
+    # whole window is rewritten to the changelog on every click, so keep it modest.
+    exclude_window: int = Field(default=100, ge=1, le=10_000)
+    top_k: int = Field(default=10, ge=1, le=1000)
+    # A bundle version directory (fixed), or a bundles root to follow (hot reload):
+    # default <state_dir>/bundles. See stream.model for how a root is followed.
+    bundle: Path | None = None
+    reload_interval_s: float = Field(default=5.0, gt=0)
+    # "module:function" that loads a bundle directory into a Recommender.
+    loader: str = "stream.model:default_loader"
+    # Partitions of changelog topics; must equal the input topics' partition count.
+    partitions: int = Field(default=4, ge=1)
+    # Trending window (seconds) for the windowed item-count table.
+    trending_window_s: float = Field(default=3600.0, gt=0)
+    # Model work disabled (forward an empty recommendation): measures the floor.
+    passthrough: bool = False
+    # A query older than this no longer steers recommendations (seconds).
+    query_ttl_s: float = Field(default=1800.0, gt=0)

@@ -1,0 +1,104 @@
+"""In-memory test double of :class:`inference.types.Recommender` (no ONNX, no FAISS).
+
+Scoring is deliberately simple and inspectable: an item scores one point per
+query word found in its title/text and a small popularity bonus by catalog
+order; items in the request's history or exclude set are never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inference.types import Request, Result, ScoredItem
+
+
+class FakeRecommender:
+    """Implements the Recommender protocol over a dict; counts its calls."""
+
+    def __init__(
+        self, items: dict[str, tuple[str, str]] | None = None, version: str = "fake-1", dim: int = 8
+    ) -> None:
+        self.items: dict[str, tuple[str, str]] = dict(items or {})  # id → (title, text)
+        self._version = version
+        self._dim = dim
+        self.batches: list[list[Request]] = []
+        self.fail_users: set[str] = set()  # requests for these users raise
+
+    @property
+    def model_version(self) -> str:
+        return self._version
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little")
+            v = np.random.default_rng(seed).standard_normal(self._dim).astype(np.float32)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+    def recommend_batch(self, requests: Sequence[Request]) -> list[Result]:
+        self.batches.append(list(requests))
+        for r in requests:
+            if r.user_id in self.fail_users:
+                raise RuntimeError(f"cannot recommend for {r.user_id}")
+        return [self._one(r) for r in requests]
+
+    def _one(self, r: Request) -> Result:
+        banned = set(r.history) | set(r.exclude)
+        words = set((r.query or "").lower().split())
+        scored = []
+        for rank, (item_id, (title, text)) in enumerate(self.items.items()):
+            if item_id in banned:
+                continue
+            hits = sum(1 for w in words if w in f"{title} {text}".lower())
+            sources: tuple = ("query",) if hits else ("popular",)
+            scored.append(ScoredItem(item_id, hits + 1.0 / (rank + 2), sources, r.query))
+        scored.sort(key=lambda s: -s.score)
+        vector = self.encode_texts([r.query])[0] if r.query and r.query_vector is None else None
+        return Result(
+            r.user_id,
+            scored[: r.k],
+            self._version,
+            query_vector=vector if vector is not None else r.query_vector,
+            timings={"search": 0.0001},
+        )
+
+    def upsert_item(
+        self, item_id: str, title: str, text: str | None = None, attributes: dict | None = None
+    ) -> None:
+        self.items[item_id] = (title, text or "")
+
+    def delete_item(self, item_id: str) -> None:
+        self.items.pop(item_id, None)
+
+    def title(self, item_id: str) -> str | None:
+        entry = self.items.get(item_id)
+        return None if entry is None else entry[0]
+
+
+def load_fake_bundle(path: Path) -> FakeRecommender:
+    """Loader for ``RECSTREAM_WORKER_LOADER=stream.testing:load_fake_bundle``: a
+    FakeRecommender over a bundle directory's ``items.jsonl`` and manifest version
+    (no ONNX/FAISS; development and unit tests only)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    items: dict[str, tuple[str, str]] = {}
+    items_file = path / "items.jsonl"
+    if items_file.is_file():
+        for line in items_file.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                items[str(row["item_id"])] = (row.get("title", ""), row.get("text") or "")
+    return FakeRecommender(items, version=str(manifest["version"]))

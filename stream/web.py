@@ -1,0 +1,62 @@
+"""Read-only HTTP endpoints on the worker's web port.
+
+- ``GET /metrics``: Prometheus text format (names in docs/metrics.md).
+- ``GET /healthz``: 200 while the process runs its event loop.
+- ``GET /readyz``: 200 when a bundle is loaded, partitions are assigned and the
+  catalog is caught up; 503 (with the reasons as JSON) otherwise.
+- ``GET /trending``: the most clicked items of the current window (this worker's users).
+- ``GET /users/{user_id}/recommendations``: the latest recommendation this
+  worker emitted for that user (users on its partitions, most recent 100k);
+  404 if it has none. Faust's ``table_route`` could forward to the owning
+  worker, but it has an open multi-worker bug (#514), so we do not route.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.web import Request, Response, View
+
+from stream.metrics import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from stream.app import Worker
+
+
+def register_views(app: faust.App, worker: Worker) -> None:
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type; the exposition is UTF-8.
+            content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+            return self.bytes(worker.metrics.render(), content_type=content_type)
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            state = worker.readiness()
+            return self.json(state, status=200 if state["ready"] else 503)
+
+    @app.page("/trending")
+    class Trending(View):
+        async def get(self, request: Request) -> Response:
+            top = worker.top_trending(20)
+            return self.json({"items": [{"item_id": i, "clicks": n} for i, n in top]})
+
+    @app.page("/users/{user_id}/recommendations")
+    class UserRecommendations(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            rec = worker.latest.get(user_id)
+            if rec is None:
+                body: dict[str, Any] = {
+                    "error": f"no recommendation for user {user_id!r} on this worker",
+                    "hint": "a user's latest result lives on the worker owning its partition",
+                }
+                return self.json(body, status=404)
+            return self.json(rec)

@@ -1,0 +1,166 @@
+"""ItemIndex: upsert/delete visibility (also under concurrent searches), HNSW tombstones."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.bundle import load_bundle
+from inference.index import ItemIndex, load_index
+
+
+def _index(bundle_path: Path) -> ItemIndex:
+    b = load_bundle(bundle_path)
+    kind = b.manifest.index.kind
+    return ItemIndex(
+        load_index(str(b.file("index.faiss")), kind, len(b.items)),
+        [it.item_id for it in b.items],
+        b.vectors,
+        b.popularity,
+        kind=kind,
+        ef_search=64,
+        hnsw_m=16,
+        rebuild_ratio=0.1,
+    )
+
+
+def _ids(idx: ItemIndex, rows: np.ndarray) -> list[str | None]:
+    return [idx.item_id(int(r)) for r in rows if r >= 0]
+
+
+def _unit(rng: np.random.Generator, dim: int = 32) -> np.ndarray:
+    v = rng.standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("fixture", ["flat_bundle", "hnsw_bundle"])
+def test_upsert_replace_delete(fixture: str, request: pytest.FixtureRequest) -> None:
+    idx = _index(request.getfixturevalue(fixture))
+    rng = np.random.default_rng(1)
+    n0 = len(idx)
+    new = _unit(rng)
+    idx.upsert("new-1", new)
+    _, rows = idx.search(new[None], 3)
+    assert _ids(idx, rows[0])[0] == "new-1" and len(idx) == n0 + 1
+    moved = _unit(rng)
+    idx.upsert("new-1", moved)  # replace: the old vector no longer finds it first
+    _, rows = idx.search(moved[None], 1)
+    assert _ids(idx, rows[0]) == ["new-1"] and len(idx) == n0 + 1
+    assert np.allclose(idx.vectors[idx.row("new-1")], moved)
+    target = idx.vectors[idx.row("i7")].copy()
+    assert idx.delete("i7") and not idx.delete("i7") and not idx.delete("nope")
+    _, rows = idx.search(target[None], 50)
+    ids = _ids(idx, rows[0])
+    assert "i7" not in ids and None not in ids and len(ids) == 50
+    assert idx.row("i7") is None and len(idx) == n0
+
+
+@pytest.mark.parametrize("fixture", ["flat_bundle", "hnsw_bundle"])
+def test_mutations_are_visible_to_searches_running_in_threads(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    idx = _index(request.getfixturevalue(fixture))
+    vectors = idx.vectors.copy()
+    deleted: list[str] = []
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def searcher(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        while not stop.is_set():
+            gone = set(deleted)  # deleted before this search starts
+            q = vectors[rng.integers(0, 200, size=4)]
+            _, rows = idx.search(q, 20)
+            for r in rows.ravel():
+                iid = idx.item_id(int(r)) if r >= 0 else None
+                if iid in gone:
+                    problems.append(f"{iid} returned after delete")
+
+    threads = [threading.Thread(target=searcher, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(60):
+            victim = f"i{i * 3}"
+            idx.delete(victim)
+            deleted.append(victim)
+            vec = _unit(rng)
+            idx.upsert(f"n{i}", vec)
+            _, rows = idx.search(vec[None], 1)  # recommendable as soon as upsert returns
+            if _ids(idx, rows[0]) != [f"n{i}"]:
+                problems.append(f"n{i} not found right after upsert")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert problems == []
+    assert len(idx) == (200 if fixture == "flat_bundle" else 400)  # 60 deleted, 60 added
+
+
+def test_hnsw_tombstones_filter_inside_search_and_rebuild_compacts(hnsw_bundle: Path) -> None:
+    idx = _index(hnsw_bundle)
+    q = idx.vectors[:5].copy()
+    victims = [f"i{r}" for r in range(0, 400, 5)]  # 80 of 400 rows
+    for v in victims:
+        idx.delete(v)
+    assert idx.needs_rebuild  # 80 > 0.1 * 400
+    _, before = idx.search(q, 10)
+    assert (before >= 0).all()  # still k live hits per query
+    ids_before = [_ids(idx, r) for r in before]
+    assert not set(victims) & {i for ids in ids_before for i in ids}
+
+    idx.rebuild()
+    assert not idx.needs_rebuild and len(idx) == 320 and idx.vectors.shape[0] == 320
+    _, after = idx.search(q, 10)
+    ids_after = [_ids(idx, r) for r in after]
+    overlap = np.mean(
+        [len(set(a) & set(b)) / 10 for a, b in zip(ids_after, ids_before, strict=True)]
+    )
+    assert overlap >= 0.9
+
+
+def test_rebuild_replays_mutations_made_while_building(hnsw_bundle: Path) -> None:
+    idx = _index(hnsw_bundle)
+    for r in range(0, 100, 2):
+        idx.delete(f"i{r}")
+    rng = np.random.default_rng(3)
+    late = _unit(rng)
+    real_build = idx._build
+
+    def build_with_traffic(vecs: np.ndarray) -> object:
+        index = real_build(vecs)
+        idx.upsert("late", late)  # arrives while the new index is built aside
+        idx.delete("i1")
+        return index
+
+    idx._build = build_with_traffic  # type: ignore[method-assign]
+    idx.rebuild()
+    _, rows = idx.search(late[None], 1)
+    assert _ids(idx, rows[0]) == ["late"]
+    assert idx.row("i1") is None and idx.row("i3") is not None
+    assert len(idx) == 400 - 50 - 1 + 1
+
+
+def test_popular_skips_deleted_and_follows_updates(flat_bundle: Path) -> None:
+    idx = _index(flat_bundle)
+    top = _ids(idx, idx.popular(3))
+    pops = idx.popularity
+    assert pops[idx.row(top[0])] == pytest.approx(1.0)
+    idx.delete(top[0])
+    assert _ids(idx, idx.popular(2)) == top[1:]
+    assert idx.set_popularity({"i199": 5.0, "unknown": 1.0}) == 1
+    assert _ids(idx, idx.popular(1)) == ["i199"]
+    idx.upsert("i199", idx.vectors[0])  # a re-sent item keeps its prior
+    assert _ids(idx, idx.popular(1)) == ["i199"]
+
+
+def test_popular_in_hnsw_mode_survives_replacements(hnsw_bundle: Path) -> None:
+    idx = _index(hnsw_bundle)
+    top = _ids(idx, idx.popular(5))
+    for iid in top[:3]:
+        idx.upsert(iid, idx.vectors[idx.row(iid)].copy())  # tombstone + new row
+    assert _ids(idx, idx.popular(5)) == top

@@ -1,0 +1,220 @@
+"""OnnxRecommender end to end over a real tiny bundle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.errors import InferenceError
+from inference.recommender import OnnxRecommender, item_text
+from inference.settings import CandidateSettings, InferenceSettings
+from inference.testing import genre_of
+from inference.types import Request
+
+
+def _genres(rec: OnnxRecommender, items: list) -> list[str]:
+    return [genre_of(rec.index.row(it.item_id)) for it in items]
+
+
+def test_text_query_returns_items_of_that_genre(rec: OnnxRecommender) -> None:
+    res = rec.recommend(Request("u1", query="something funny, a comedy with jokes", k=10))
+    assert len(res.items) == 10 and res.model_version == "tiny-flat"
+    assert _genres(rec, res.items) == ["comedy"] * 10
+    assert all("query" in it.sources for it in res.items)
+    assert res.items[0].because == "something funny, a comedy with jokes"
+    assert res.query_vector is not None and res.query_vector.shape == (32,)
+    assert set(res.timings) == {"encode_text", "encode_sequence", "search", "fuse"}
+
+
+def test_history_drives_recommendations_and_is_excluded(rec: OnnxRecommender) -> None:
+    history = ["i1", "i9", "i17", "i25"]  # horror
+    res = rec.recommend(Request("u2", history=history, exclude=frozenset({"i33"}), k=10))
+    ids = [it.item_id for it in res.items]
+    assert not set(ids) & {*history, "i33"}
+    assert _genres(rec, res.items).count("horror") >= 8
+    assert all(it.because in history for it in res.items if "sequence" in it.sources)
+
+
+def test_cold_user_without_query_gets_popular_items(rec: OnnxRecommender) -> None:
+    res = rec.recommend(Request("u3", history=["unknown-item"], k=5))
+    expected = [rec.index.item_id(int(r)) for r in rec.index.popular(5)]
+    assert [it.item_id for it in res.items] == expected
+    assert all(it.sources == ("popular",) and it.because is None for it in res.items)
+
+
+def test_fresh_query_beats_history_and_old_query_fades(rec: OnnxRecommender) -> None:
+    history = ["i1", "i9", "i17", "i25", "i41"]  # horror
+    fresh = rec.recommend(
+        Request("u", history=history, query="love wedding romance", query_age_s=0)
+    )
+    stale = rec.recommend(
+        Request("u", history=history, query="love wedding romance", query_age_s=36_000)
+    )
+    assert _genres(rec, fresh.items).count("romance") > _genres(rec, stale.items).count("romance")
+    assert _genres(rec, stale.items).count("horror") >= 8
+
+
+def test_results_are_deterministic_across_loads(flat_bundle: Path) -> None:
+    reqs = [
+        Request("a", history=["i3", "i11"], query="space robots", query_age_s=30),
+        Request("b", query="cowboy desert"),
+        Request("c"),
+    ]
+    one = OnnxRecommender.load(flat_bundle).recommend_batch(reqs)
+    two = OnnxRecommender.load(flat_bundle).recommend_batch(reqs)
+    assert [r.items for r in one] == [r.items for r in two]
+
+
+def _mixed_requests(rec: OnnxRecommender) -> list[Request]:
+    rng = np.random.default_rng(7)
+    cached = rec.encode_texts(["scary monster"])[0]
+    reqs = []
+    for i in range(40):
+        hist = [f"i{j}" for j in rng.integers(0, 200, size=int(rng.integers(0, 12)))]
+        kind = i % 5
+        reqs.append(
+            Request(
+                f"u{i}",
+                history=[*hist, "ghost-item"] if kind == 3 else hist,
+                query=["funny jokes", "space robot", None, "  ", "love story"][kind],
+                query_age_s=float(rng.integers(0, 3000)),
+                query_vector=cached if i == 7 else None,
+                exclude=frozenset(f"i{j}" for j in range(0, 200, 2)) if i == 11 else frozenset(),
+                k=[10, 3, 25, 0, 10][kind],
+            )
+        )
+    return reqs
+
+
+@pytest.mark.parametrize("which", ["rec", "hnsw_rec"])
+def test_batch_equals_single_requests_item_for_item(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    rec: OnnxRecommender = request.getfixturevalue(which)
+    reqs = _mixed_requests(rec)
+    batch = rec.recommend_batch(reqs)
+    assert [r.user_id for r in batch] == [q.user_id for q in reqs]
+    for req, got in zip(reqs, batch, strict=True):
+        alone = rec.recommend(req)
+        assert [(i.item_id, i.sources, i.because) for i in got.items] == [
+            (i.item_id, i.sources, i.because) for i in alone.items
+        ], req.user_id
+        assert np.allclose([i.score for i in got.items], [i.score for i in alone.items], atol=1e-5)
+    assert len(batch[3].items) == 0  # k=0
+    excluded = {f"i{j}" for j in range(0, 200, 2)}
+    assert len(batch[11].items) == 3 and not {i.item_id for i in batch[11].items} & excluded
+
+
+def test_request_losing_its_hits_to_exclusions_is_searched_again(flat_bundle: Path) -> None:
+    small = InferenceSettings(candidates=CandidateSettings(query=5, popular=0, exclusion_margin=2))
+    rec = OnnxRecommender.load(flat_bundle, small)
+    comedies = [f"i{r}" for r in range(0, 200, 8)]  # 25 items
+    req = Request("u", query="funny comedy jokes", exclude=frozenset(comedies[:20]), k=5)
+    got = rec.recommend_batch([req, Request("v", query="funny comedy jokes", k=5)])
+    assert sorted(it.item_id for it in got[0].items) == sorted(comedies[20:])
+    assert got[1].items[0].item_id in comedies[:20]
+
+
+def test_upsert_is_recommendable_at_once_and_delete_is_final(rec: OnnxRecommender) -> None:
+    rec.upsert_item("brand-new", "Jokes Galore", "hilarious jokes funny laugh comedy comedy")
+    assert rec.title("brand-new") == "Jokes Galore" and rec.n_items == 201
+    res = rec.recommend(Request("u", query="hilarious jokes", k=5))
+    assert res.items[0].item_id == "brand-new"
+    rec.delete_item("brand-new")
+    rec.delete_item("i0")
+    rec.delete_item("not-there")  # harmless
+    for req in (Request("u", query="hilarious jokes", k=50), Request("v", k=200)):
+        ids = {it.item_id for it in rec.recommend(req).items}
+        assert not ids & {"brand-new", "i0"}
+    assert rec.title("brand-new") is None and rec.n_items == 199
+
+
+def test_hnsw_recommender_tombstones_and_maintain(hnsw_rec: OnnxRecommender) -> None:
+    for r in range(0, 400, 3):
+        hnsw_rec.delete_item(f"i{r}")
+    res = hnsw_rec.recommend(Request("u", query="funny comedy", k=10))
+    assert len(res.items) == 10 and all(int(i.item_id[1:]) % 3 for i in res.items)
+    assert hnsw_rec.maintain() and not hnsw_rec.maintain()
+    again = hnsw_rec.recommend(Request("u", query="funny comedy", k=10))
+    assert len({i.item_id for i in again.items} & {i.item_id for i in res.items}) >= 9
+
+
+def test_bad_input_does_not_crash(rec: OnnxRecommender) -> None:
+    res = rec.recommend_batch(
+        [
+            Request("a", query="   ", query_vector=np.ones(5, dtype=np.float32), k=4),
+            Request("b", history=["nope"] * 3, query="x" * 10_000, k=-1),
+        ]
+    )
+    assert [len(r.items) for r in res] == [4, 0]
+    rec.upsert_item("blank", "", None)  # no text at all: a zero vector, still servable
+    huge = rec.recommend(Request("c", query="comedy", k=10**9))
+    assert len(huge.items) == rec.n_items == 201
+    assert res[0].query_vector is None
+    assert rec.recommend_batch([]) == []
+    rec.encode_texts([" ".join(["comedy"] * 50)])
+    assert rec.truncated_texts >= 1
+
+
+def test_closed_recommender_refuses(rec: OnnxRecommender) -> None:
+    rec.close()
+    with pytest.raises(InferenceError, match="closed"):
+        rec.recommend(Request("u"))
+    with pytest.raises(InferenceError, match="closed"):
+        rec.upsert_item("x", "funny comedy")
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSTREAM_INFERENCE_THREADS", "2")
+    monkeypatch.setenv("RECSTREAM_INFERENCE_FUSION__QUERY_HALF_LIFE_S", "30")
+    monkeypatch.setenv("RECSTREAM_INFERENCE_CANDIDATES__SEQUENCE", "7")
+    s = InferenceSettings()
+    assert (s.threads, s.fusion.query_half_life_s, s.candidates.sequence) == (2, 30.0, 7)
+
+
+def test_item_text_prefixes_title_only_when_missing() -> None:
+    assert item_text("Heat", None) == "Heat"
+    assert item_text("Heat", "Heat (1995) Action") == "Heat (1995) Action"
+    assert item_text("Heat", "a crime film") == "Heat. a crime film"
+
+
+def test_serving_path_never_imports_torch(flat_bundle: Path) -> None:
+    code = (
+        "import sys, inference, inference.cli, inference.testing\n"
+        "from inference import OnnxRecommender, Request\n"
+        f"rec = OnnxRecommender.load({str(flat_bundle)!r})\n"
+        "rec.upsert_item('x', 'X', 'funny')\n"
+        "assert rec.recommend(Request('u', history=['i1'], query='funny')).items\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_hot_swap_of_real_recommenders(flat_bundle: Path, hnsw_bundle: Path) -> None:
+    from inference.handle import BundleHandle
+
+    handle = BundleHandle(OnnxRecommender.load(flat_bundle))
+    with handle.lease() as old:
+        handle.swap(OnnxRecommender.load(hnsw_bundle))
+        # A request already holding the old model finishes on it.
+        assert old.recommend(Request("u", query="comedy")).model_version == "tiny-flat"
+    with pytest.raises(InferenceError, match="closed"):
+        old.recommend(Request("u"))
+    with handle.lease() as new:
+        assert new.recommend(Request("u", query="comedy")).model_version == "tiny-hnsw"
+
+
+def test_cli_import_stays_light() -> None:
+    code = (
+        "import sys, inference.cli\n"
+        "heavy = {'numpy', 'onnxruntime', 'faiss', 'torch'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

@@ -1,0 +1,89 @@
+"""ONNX export parity (cos > 0.999 on padded mixed-length batches) and int8 quantisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.unit.training_models.conftest import random_unit
+from training.errors import TrainingError
+from training.onnx_export import (
+    check_sequence_parity,
+    check_text_parity,
+    export_sequence_encoder,
+    export_text_encoder,
+    onnx_text_vectors,
+    quantize_int8,
+    row_cosines,
+    session,
+)
+from training.sequence_model import SequenceEncoder, SequenceModelConfig
+from training.text_tower import encode_texts, load_text_encoder, minilm_dir
+from training.tokenization import encode_batch, load_tokenizer
+
+TEXTS = [
+    "Toy Story (1995). Animation, Children's, Comedy.",
+    "a",
+    "90s comedy movies",
+    "The Usual Suspects (1995). Crime, Thriller. A long description that is cut at max length",
+]
+
+
+def _tok():
+    return load_tokenizer(minilm_dir() / "tokenizer.json", max_length=16)
+
+
+def test_text_encoder_parity_and_int8(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    enc = load_text_encoder(tiny_bert_dir)
+    tok = _tok()
+    _ids, mask = encode_batch(tok, TEXTS)
+    assert mask.sum(1).min() < mask.shape[1]  # the batch really is padded
+    path = tmp_path / "text.onnx"
+    export_text_encoder(enc, path)
+    assert check_text_parity(enc, path, tok, TEXTS) > 0.999
+    # a batch of another length and size runs through the dynamic axes
+    got = onnx_text_vectors(session(path), tok, [*TEXTS[:2], "x " * 40])
+    assert got.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    quantize_int8(path, tmp_path / "text.int8.onnx")
+    q = onnx_text_vectors(session(tmp_path / "text.int8.onnx"), tok, TEXTS)
+    ref = encode_texts(enc, tok, TEXTS, progress=False)
+    assert row_cosines(ref, q).min() > 0.9
+
+
+def test_text_parity_failure_is_an_error(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    enc = load_text_encoder(tiny_bert_dir)
+    path = tmp_path / "text.onnx"
+    export_text_encoder(enc, path)
+    with torch.no_grad():  # the torch model drifts after export: parity must catch it
+        for p in enc.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    with pytest.raises(TrainingError, match="parity"):
+        check_text_parity(enc, path, _tok(), TEXTS)
+
+
+def test_sequence_encoder_parity(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = SequenceModelConfig(dim=24, d_model=16, n_layers=2, n_heads=2, max_len=12)
+    enc = SequenceEncoder(cfg)
+    for p in enc.parameters():  # move off the init so parity is tested on a non-trivial net
+        torch.nn.init.normal_(p, std=0.3) if p.dim() > 1 else None
+    path = tmp_path / "seq.onnx"
+    export_sequence_encoder(enc, path)
+    assert check_sequence_parity(enc, path, random_unit(50, 24, seed=0)) > 0.999
+
+
+@pytest.mark.slow
+def test_real_minilm_parity(tmp_path: Path) -> None:
+    enc = load_text_encoder()
+    tok = load_tokenizer(minilm_dir() / "tokenizer.json", max_length=32)
+    path = tmp_path / "minilm.onnx"
+    export_text_encoder(enc, path)
+    assert check_text_parity(enc, path, tok, TEXTS) > 0.999
+    v = encode_texts(
+        enc, tok, ["a funny animated film", "Toy Story (1995). Animation.", "war"], progress=False
+    )
+    assert v[0] @ v[1] > v[0] @ v[2]  # the pretrained tower carries meaning

@@ -1,0 +1,90 @@
+"""The sequence encoder learns a deterministic next-item pattern, and not a shuffled one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.unit.training_models.conftest import cyclic_sequences, random_unit
+from training.metrics import evaluate
+from training.sequence_model import SequenceEncoder, SequenceModelConfig
+from training.sequence_train import (
+    SequenceScorer,
+    SequenceTrainConfig,
+    make_windows,
+    pad_histories,
+    train_sequence_model,
+)
+from training.split import EvalCases
+
+N_ITEMS, DIM = 40, 16
+MODEL = SequenceModelConfig(dim=DIM, d_model=32, n_layers=1, n_heads=2, max_len=10, dropout=0.0)
+TRAIN = SequenceTrainConfig(
+    epochs=12, batch_size=64, lr=1e-2, patience=3, residual_dropout=0.0, bf16=False, seed=0
+)
+
+
+def _cases(seqs: list[np.ndarray]) -> tuple[list[np.ndarray], EvalCases, EvalCases]:
+    def cases(k: int) -> EvalCases:
+        return EvalCases(
+            users=np.arange(len(seqs), dtype=np.int32),
+            histories=[s[:-k] for s in seqs],
+            targets=np.asarray([s[-k] for s in seqs], np.int32),
+        )
+
+    return [s[:-2] for s in seqs], cases(2), cases(1)
+
+
+def _fit_and_test(seqs: list[np.ndarray]) -> dict[str, float]:
+    train, valid, test = _cases(seqs)
+    result = train_sequence_model(
+        train,
+        random_unit(N_ITEMS, DIM, seed=1),
+        lambda f: evaluate(f, valid, N_ITEMS, ks=(1, 10), progress=False),
+        MODEL,
+        TRAIN,
+        progress=False,
+    )
+    with torch.no_grad():
+        scorer = SequenceScorer(result.encoder, result.space())
+    return evaluate(scorer, test, N_ITEMS, ks=(1, 10), progress=False)
+
+
+def test_learns_the_successor_pattern() -> None:
+    metrics = _fit_and_test(cyclic_sequences(N_ITEMS, n_users=120, length=14, seed=0))
+    assert metrics["hr@1"] >= 0.95
+
+
+def test_shuffled_control_stays_near_chance() -> None:
+    rng = np.random.default_rng(3)
+    seqs = [rng.permutation(N_ITEMS)[:14].astype(np.int32) for _ in range(120)]
+    metrics = _fit_and_test(seqs)
+    assert metrics["hr@1"] <= 0.15  # chance is ~1/27 after masking the history
+
+
+def test_windows_are_left_padded_and_aligned() -> None:
+    inputs, targets = make_windows([np.array([5, 6, 7, 8])], max_len=3, pad=99)
+    assert inputs.tolist() == [[5, 6, 7]]  # cut from the end: one full window
+    assert targets[0].tolist() == [6, 7, 8]
+    inputs, targets = make_windows([np.arange(6)], max_len=3, pad=99)
+    assert inputs.tolist() == [[2, 3, 4], [99, 0, 1]]
+    assert targets.tolist() == [[3, 4, 5], [-1, 1, 2]]
+    assert pad_histories([np.array([1, 2])], 4, pad=9).tolist() == [[9, 9, 1, 2]]
+
+
+def test_padding_does_not_change_the_user_vector() -> None:
+    torch.manual_seed(0)
+    enc = SequenceEncoder(MODEL).eval()
+    x = torch.from_numpy(random_unit(4, DIM, seed=2))[None]  # (1,4,D)
+    short = enc(x, torch.ones(1, 4))
+    padded = enc(torch.cat([torch.zeros(1, 3, DIM), x], 1), torch.tensor([[0.0] * 3 + [1.0] * 4]))
+    assert torch.allclose(short, padded, atol=1e-5)
+    assert torch.allclose(short.norm(dim=-1), torch.ones(1))
+
+
+@pytest.mark.parametrize("length", [1, 10])
+def test_fully_padded_rows_stay_finite(length: int) -> None:
+    enc = SequenceEncoder(MODEL).eval()
+    out = enc(torch.zeros(2, length, DIM), torch.zeros(2, length))
+    assert torch.isfinite(out).all()

@@ -1,0 +1,157 @@
+"""``recstream train`` and ``recstream evaluate`` (registered by training/cli.py).
+
+Heavy imports (torch, transformers) happen inside the commands so
+``recstream --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from recstream.errors import RecstreamError
+
+
+class TextModeOpt(StrEnum):
+    frozen = "frozen"
+    full = "full"
+    lora = "lora"
+
+
+class SplitOpt(StrEnum):
+    loo = "loo"
+    cold = "cold"
+
+
+def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _print_table(title: str, metrics: dict[str, Any], keys: tuple[str, ...]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in _flat(metrics).items():
+        if any(s in k for s in keys):
+            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+_SHOWN = (
+    "ndcg@",
+    "recall@",
+    "mrr@10",
+    "coverage",
+    "precision@",
+    "hit@",
+    "cos_vs",
+    "_ms",
+    "_s",
+    "n_cases",
+)
+
+
+def train(
+    dataset: Annotated[
+        str, typer.Option(help="ml-100k, ml-1m, an event log (JSONL) or a RecBole dir.")
+    ] = "ml-100k",
+    out: Annotated[
+        Path, typer.Option(help="Bundles directory; the bundle goes to OUT/<version>.")
+    ] = Path("bundles"),
+    quick: Annotated[
+        bool, typer.Option(help="Fast preset (~1-3 min on ml-100k, 2 cores).")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="Max sequence-encoder epochs (early stopping).")
+    ] = None,
+    text_mode: Annotated[
+        TextModeOpt | None, typer.Option(help="Text tower: frozen, full fine-tune, or LoRA.")
+    ] = None,
+    text_steps: Annotated[
+        int | None, typer.Option(help="Text-tower tuning steps (full/lora).")
+    ] = None,
+    split: Annotated[
+        SplitOpt, typer.Option(help="loo, or cold (10% of items never trained).")
+    ] = SplitOpt.loo,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Wall-clock budget of the sequence stage, minutes.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Train the text tower and sequence encoder, write a verified bundle, print metrics."""
+    from training.train import TrainConfig, train_bundle
+
+    cfg = TrainConfig.quick_preset() if quick else TrainConfig()
+    text = cfg.text
+    if text_mode is not None:
+        text = dataclasses.replace(text, mode=text_mode.value)
+    if text_steps is not None:
+        text = dataclasses.replace(text, steps=text_steps)
+    seq = dataclasses.replace(cfg.seq, seed=seed)
+    if epochs:
+        seq = dataclasses.replace(seq, epochs=epochs)
+    if max_minutes:
+        seq = dataclasses.replace(seq, max_minutes=max_minutes)
+    text = dataclasses.replace(text, seed=seed)
+    cfg = dataclasses.replace(cfg, text=text, seq=seq, split=split.value, seed=seed)
+    try:
+        path = train_bundle(dataset, out, cfg, progress=not as_json)
+    except RecstreamError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    manifest = json.loads((path / "manifest.json").read_text())
+    if as_json:
+        typer.echo(json.dumps({"bundle": str(path), "metrics": manifest["metrics"]}, indent=2))
+        return
+    _print_table(
+        f"offline metrics ({manifest['dataset']}, text tower {cfg.text.mode})",
+        manifest["metrics"],
+        _SHOWN,
+    )
+    typer.echo(f"bundle: {path}")
+
+
+def evaluate(
+    bundle: Annotated[Path, typer.Option(help="A bundle directory (contains manifest.json).")],
+    dataset: Annotated[
+        str, typer.Option(help="The dataset the bundle was trained on.")
+    ] = "ml-100k",
+    queries: Annotated[int, typer.Option(help="Synthetic text queries to score.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a bundle through its ONNX files (as serving runs it): full-ranking test metrics,
+    warm/cold targets, and text-only users with fp32 and int8 text encoders."""
+    from training.data import load_dataset
+    from training.evaluate_bundle import evaluate_bundle
+
+    try:
+        result = evaluate_bundle(
+            bundle, load_dataset(dataset), n_queries=queries, progress=not as_json
+        )
+    except RecstreamError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_table(f"bundle {result['bundle']} on {result['dataset']}", result, _SHOWN)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(evaluate)
