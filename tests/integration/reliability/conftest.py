@@ -27,6 +27,16 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
+# The long variants (10 worker kills, the latency comparison at a sustainable rate)
+# take minutes each: opt in with RECSTREAM_RELIABILITY_LONG=1.
+long_variant = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.environ.get("RECSTREAM_RELIABILITY_LONG"),
+        reason="long variant: set RECSTREAM_RELIABILITY_LONG=1 to run it",
+    ),
+]
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("RECSTREAM_CACHE_DIR") or default_cache_dir())

@@ -61,7 +61,7 @@ async def test_single_broker_kill9_and_restart_loses_nothing(
         worker = pool.start()
         await asyncio.to_thread(worker.wait_ready, 180)
         traffic = await traffic_with_fault(
-            settings, rate=500, seconds=20, faults=[(6.0, crash_and_restart)]
+            settings, rate=500, seconds=12, faults=[(4.0, crash_and_restart)]
         )
         recs, dlq = await drain(settings, traffic)
         assert not pool.crashed(), pool.crashed()
@@ -99,7 +99,7 @@ async def test_cluster_node_kill9_under_worker_loses_nothing(
         worker = pool.start({"TOPIC_REPLICATION_FACTOR": "3"})
         await asyncio.to_thread(worker.wait_ready, 180)
         traffic = await traffic_with_fault(
-            settings, rate=500, seconds=20, faults=[(6.0, kill_a_node)]
+            settings, rate=500, seconds=12, faults=[(4.0, kill_a_node)]
         )
         assert killed and kafka_cluster.pids()[killed[0]] is None
         recs, dlq = await drain(settings, traffic)

@@ -2,10 +2,10 @@
 every bad message dead-lettered with its reason, every valid one answered, and the
 valid traffic's p99 latency against clean runs on the same worker (clean, hostile, clean).
 
-The default variant sends at 500 valid + 500 hostile msg/s and checks correctness
-(its latency ratio is printed: on 2 shared cores that rate is past the worker's
-capacity, so it measures backlog). The ``slow`` variant sends at a rate the worker
-sustains and asserts the valid p99 within 10% of the clean runs'.
+The default variant sends 300 valid + 300 hostile msg/s and checks correctness (its
+latency ratio is printed, not asserted: on 2 shared cores the worker falls behind
+at that rate). The long variant sends 150 + 150 msg/s and asserts the valid p99
+within 10% of the clean runs' mean.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from recstream.settings import Settings
 from tests.integration.reliability.accounting import account
+from tests.integration.reliability.conftest import long_variant
 from tests.integration.reliability.hostile import hostile_messages
 
 pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
@@ -47,8 +48,8 @@ def p99_ms(recs: list[dict], traffic: Traffic) -> float:
 @pytest.mark.parametrize(
     ("rate", "check_latency"),
     [
-        pytest.param(500.0, False, id="500ps"),
-        pytest.param(150.0, True, id="150ps-latency", marks=pytest.mark.slow),
+        pytest.param(300.0, False, id="300ps"),
+        pytest.param(150.0, True, id="150ps-latency", marks=long_variant),
     ],
 )
 async def test_hostile_flood_is_dead_lettered_and_valid_traffic_keeps_its_latency(
@@ -64,7 +65,7 @@ async def test_hostile_flood_is_dead_lettered_and_valid_traffic_keeps_its_latenc
         for run, hostile in (("clean1", 0), ("hostile", HOSTILE), ("clean2", 0)):
             bad = list(hostile_messages(hostile, seed=5)) if hostile else None
             traffic = await run_traffic(
-                rel_settings, rate=rate, seconds=HOSTILE / rate if hostile else 10,
+                rel_settings, rate=rate, seconds=HOSTILE / rate if hostile else 6,
                 seed=len(results),
                 hostile=bad, hostile_every=1,
             )  # fmt: skip

@@ -67,3 +67,53 @@ def test_scram_tls_right_secret_works_wrong_is_refused_and_nothing_logs_it(
     for secret in (right, wrong, broker_pw, secure_kafka.scram.tls.store_password):
         assert secret not in broker_text, "a secret in the broker's logs"
         assert secret not in caplog.text, "a secret in the client's logs"
+
+
+def security_env(secure: SecureKafka, password: str) -> dict[str, str]:
+    return {
+        "RECSTREAM_SECURITY__PROTOCOL": "SASL_SSL",
+        "RECSTREAM_SECURITY__SASL_MECHANISM": "SCRAM-SHA-512",
+        "RECSTREAM_SECURITY__USERNAME": secure.user,
+        "RECSTREAM_SECURITY__PASSWORD": password,
+        "RECSTREAM_SECURITY__SSL_CAFILE": str(secure.scram.tls.ca_pem),
+    }
+
+
+async def test_worker_over_scram_tls_answers_with_the_right_secret_only(
+    secure_kafka: SecureKafka, rel_bundle, rel_tmp
+) -> None:
+    pytest.importorskip("stream.process", reason="needs the stream worker")
+    from recstream.settings import TopicNames
+    from tests.integration.reliability.faults import WorkerPool, drain, run_traffic
+
+    right = secure_kafka.scram.users[secure_kafka.user].get_secret_value()
+    wrong = right[::-1] + "x"
+    suffix = uuid.uuid4().hex[:8]
+    topics = TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
+    sec = secure_kafka.scram.client_security(secure_kafka.user)
+    settings = Settings(bootstrap=secure_kafka.bootstrap, topics=topics, security=sec,
+                        state_dir=rel_tmp / "state")  # fmt: skip
+    await ensure_topics(settings.bootstrap, topics.model_dump().values(), partitions=4,
+                        security=sec)  # fmt: skip
+    app_id = f"rel-sec-{suffix}"
+    pool = WorkerPool(settings, rel_bundle, rel_tmp, app_id)
+    try:
+        # worker_env carries no security: the worker gets it from the environment only.
+        refused = pool.start(security_env(secure_kafka, wrong))
+        await asyncio.sleep(20)
+        state = refused.readiness()
+        assert not (state and state.get("ready")), f"ready with a wrong password: {state}"
+        pool.stop_all()
+
+        worker = pool.start(security_env(secure_kafka, right))
+        await asyncio.to_thread(worker.wait_ready, 180)
+        traffic = await run_traffic(settings, rate=100, seconds=3)
+        recs, _ = await drain(settings, traffic, timeout_s=60)
+        answered = {r["trigger_event_id"] for r in recs}
+        assert set(traffic.events) <= answered and len(traffic.events) >= 250
+    finally:
+        pool.stop_all()
+    texts = [p.log_file.read_text(errors="replace") for p in pool.procs]
+    assert "Authentication failed" in texts[0] or "SaslAuthentication" in texts[0], texts[0][-2000:]
+    for text in texts:
+        assert right not in text and wrong not in text, "a password in a worker log"

@@ -50,8 +50,8 @@ async def test_two_workers_one_killed_the_other_takes_over(
             wait_until(lambda: len(parts(b)) == 4, 60, "the survivor to own every partition")
             takeover.append(time.monotonic() - t0)
 
-        traffic = await traffic_with_fault(rel_settings, rate=500, seconds=20,
-                                           faults=[(5.0, kill_a)])  # fmt: skip
+        traffic = await traffic_with_fault(rel_settings, rate=500, seconds=12,
+                                           faults=[(4.0, kill_a)])  # fmt: skip
         recs, dlq = await drain(rel_settings, traffic)
         assert not pool.crashed(), pool.crashed()
         report = account(traffic.events, recs, bad_sent=traffic.bad, dlq=dlq)

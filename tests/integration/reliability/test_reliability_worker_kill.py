@@ -14,6 +14,7 @@ import pytest
 
 from recstream.settings import Settings
 from tests.integration.reliability.accounting import account, reference_sequences
+from tests.integration.reliability.conftest import long_variant
 
 pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
 from tests.integration.reliability.faults import (
@@ -38,7 +39,7 @@ def as_pairs(stored: object) -> list[tuple[str, int]]:
 
 
 @pytest.mark.parametrize(
-    "kills", [pytest.param(3, id="kills3"), pytest.param(10, id="kills10", marks=pytest.mark.slow)]
+    "kills", [pytest.param(3, id="kills3"), pytest.param(10, id="kills10", marks=long_variant)]
 )
 async def test_worker_kill9_loses_nothing_and_tables_match(
     kills: int, rel_settings: Settings, rel_bundle: Path, rel_tmp: Path
