@@ -53,7 +53,7 @@ def private_tmp() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # module: its JVMs stop before other areas' tests run
 def kafka_cluster(private_tmp: Path) -> Iterator[LocalKafkaCluster]:
     """Three combined broker/controller nodes; RF 3 and min.insync.replicas 2 by default.
 
@@ -61,7 +61,7 @@ def kafka_cluster(private_tmp: Path) -> Iterator[LocalKafkaCluster]:
     """
     cluster = LocalKafkaCluster(
         LocalKafkaSettings(heap="384m", start_timeout_s=150.0),
-        private_tmp / "cluster",
+        private_tmp / f"cluster-{uuid.uuid4().hex[:6]}",
         cache_dir(),
         ports=[(free_port(), free_port()) for _ in range(3)],
     )
@@ -83,10 +83,10 @@ class SecureKafka:
         return self.broker.bootstrap
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def secure_kafka(private_tmp: Path) -> Iterator[SecureKafka]:
     """One broker whose only client listener is SASL_SSL with SCRAM-SHA-512."""
-    home = private_tmp / "secure-kafka"
+    home = private_tmp / f"secure-kafka-{uuid.uuid4().hex[:6]}"
     scram = ScramTls(
         tls=make_tls_material(home / "tls"),
         users={
