@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -223,6 +224,7 @@ def main() -> int:
         worker.stop()
         if broker is not None:
             broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # broker data, worker log and state
 
 
 if __name__ == "__main__":
