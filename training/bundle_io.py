@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -40,6 +41,17 @@ def staging_dir(root: Path, version: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{version}.tmp-", dir=root))
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: readers in other languages would refuse the manifest."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def finalize_bundle(staging: Path, root: Path, manifest: dict[str, Any]) -> Path:
     """Hash every file, write the manifest, rename ``staging`` to ``root/<version>``."""
     version = manifest["version"]
@@ -48,7 +60,8 @@ def finalize_bundle(staging: Path, root: Path, manifest: dict[str, Any]) -> Path
         raise BundleError(f"bundle staging dir {staging} contains a subdirectory")
     manifest = {**manifest, "format": FORMAT, "files": {p.name: sha256_file(p) for p in files}}
     tmp = staging / (MANIFEST + ".part")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(_json_safe(manifest), indent=2, sort_keys=True, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, staging / MANIFEST)
     final = root / version
     if final.exists():

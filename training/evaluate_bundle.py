@@ -1,4 +1,9 @@
-"""Evaluate a written bundle the way serving uses it: verified files, ONNX Runtime, no torch."""
+"""Evaluate a written bundle the way serving uses it: verified files, ONNX Runtime, no torch.
+
+The bundle is checked by the serving loader (``inference.bundle.verify_bundle``) and
+by training's own writer-side check (training/bundle_io.py); the two overlap on
+purpose until the lead folds them into one.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ def evaluate_bundle(
     The split is rebuilt from the manifest's config (kind, cold share, seed), so a
     bundle is scored on exactly the cases it was held out from.
     """
+    from inference.bundle import verify_bundle as serving_verify
     from training.offline_eval import (
         history_scorer,
         onnx_user_fn,
@@ -41,6 +47,7 @@ def evaluate_bundle(
     from training.tokenization import load_tokenizer
 
     bundle = Path(bundle)
+    serving_verify(bundle)  # the serving loader's own check: refuses what serving refuses
     manifest = verify_bundle(bundle)
     item_ids = read_item_ids(bundle / "items.jsonl")
     if item_ids != dataset.catalog.item_ids:

@@ -1,4 +1,5 @@
-"""Item vectors = L2norm(text vector + learned residual); cold items use text only.
+"""Item vectors = L2norm(text vector + shared offset + learned residual); cold items
+use text only (text vector + the offset every text vector gets).
 
 The residual carries what behaviour knows and text does not (popularity,
 taste clusters). It is zero-initialised, weight-decayed, and randomly dropped
@@ -15,6 +16,14 @@ from torch import nn
 
 
 class ItemSpace(nn.Module):
+    """``item = L2norm(text + shared + residual)``; a text-only item is ``L2norm(text + shared)``.
+
+    ``shared`` is one learned offset applied to EVERY text vector (it is baked into
+    the exported text encoder, see :class:`ServingTextEncoder`), so an item that
+    arrives with text only lands where the model expects items, instead of
+    competing unshifted against warm items whose residuals carry popularity.
+    """
+
     text: torch.Tensor  # (N,D) buffer
     warm: torch.Tensor  # (N,) buffer, 1.0 = seen in training
 
@@ -26,15 +35,32 @@ class ItemSpace(nn.Module):
         )
         self.register_buffer("warm", torch.from_numpy(warm.astype(np.float32)))
         self.residual = nn.Parameter(torch.zeros_like(self.text))  # (N,D)
+        self.shared = nn.Parameter(torch.zeros(self.text.shape[1]))  # (D,)
 
     def forward(self, residual_dropout: float = 0.0) -> torch.Tensor:
         """(N,D) normalised item vectors; drops each warm item's residual with the given rate."""
         keep = self.warm
         if self.training and residual_dropout > 0:
             keep = keep * (torch.rand_like(keep) >= residual_dropout).to(keep.dtype)
-        return F.normalize(self.text + self.residual * keep[:, None], dim=-1)
+        return F.normalize(self.text + self.shared + self.residual * keep[:, None], dim=-1)
 
     @torch.no_grad()
     def export(self) -> np.ndarray:
         """The serving item vectors (no dropout)."""
-        return F.normalize(self.text + self.residual * self.warm[:, None], dim=-1).numpy()
+        vectors = self.text + self.shared + self.residual * self.warm[:, None]
+        return F.normalize(vectors, dim=-1).numpy()
+
+
+class ServingTextEncoder(nn.Module):
+    """The text tower as served: ``L2norm(tower(text) + shared)``, for queries and new items."""
+
+    shared: torch.Tensor  # (D,) buffer
+
+    def __init__(self, tower: nn.Module, shared: torch.Tensor) -> None:
+        super().__init__()
+        self.tower = tower
+        self.register_buffer("shared", shared.detach().clone())
+        self.dim = int(shared.shape[0])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.tower(input_ids, attention_mask) + self.shared, dim=-1)

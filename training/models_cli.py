@@ -79,7 +79,10 @@ def train(
         int | None, typer.Option(help="Max sequence-encoder epochs (early stopping).")
     ] = None,
     text_mode: Annotated[
-        TextModeOpt | None, typer.Option(help="Text tower: frozen, full fine-tune, or LoRA.")
+        TextModeOpt | None,
+        typer.Option(
+            help="Text tower: frozen, full fine-tune (default; --quick: frozen), or LoRA."
+        ),
     ] = None,
     text_steps: Annotated[
         int | None, typer.Option(help="Text-tower tuning steps (full/lora).")

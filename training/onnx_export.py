@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+from torch import nn
 
 from training.errors import TrainingError
 from training.sequence_model import SequenceEncoder
-from training.text_tower import TextEncoder
 from training.tokenization import encode_batch
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def export_text_encoder(encoder: TextEncoder, path: Path) -> None:
+def export_text_encoder(encoder: nn.Module, path: Path) -> None:
     encoder.eval()
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
     mask = (ids != 0).to(torch.int64)
@@ -134,7 +134,7 @@ def onnx_text_vectors(
 
 
 def check_text_parity(
-    encoder: TextEncoder, onnx_path: Path, tok: Tokenizer, texts: Sequence[str]
+    encoder: nn.Module, onnx_path: Path, tok: Tokenizer, texts: Sequence[str]
 ) -> float:
     """Min cosine torch vs ONNX over one padded batch of mixed-length texts; raises below 0.999."""
     ids, mask = encode_batch(tok, texts)

@@ -139,7 +139,7 @@ def train_sequence_model(
     opt = torch.optim.AdamW(
         [
             {"params": list(encoder.parameters()), "weight_decay": cfg.weight_decay},
-            {"params": [space.residual], "weight_decay": 0.0},
+            {"params": [space.residual, space.shared], "weight_decay": 0.0},
             {"params": [log_scale], "weight_decay": 0.0},
         ],
         lr=cfg.lr,

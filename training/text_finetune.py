@@ -49,7 +49,7 @@ _WORDS = {"Sci-Fi": "sci-fi", "Children's": "kids", "Film-Noir": "noir"}
 
 @dataclass(frozen=True)
 class TextTuneConfig:
-    mode: TextMode = "frozen"
+    mode: TextMode = "full"  # best of the three on ml-100k, weak evidence (bench/RESULTS.md)
     steps: int = 80  # optimizer steps (each: `batch_size` behaviour + query pairs)
     batch_size: int = 24
     lr_full: float = 2e-5

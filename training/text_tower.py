@@ -7,7 +7,9 @@ embedding, so it exports to ONNX exactly as serving will call it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -71,9 +73,50 @@ def load_text_encoder(model_dir: Path | None = None) -> TextEncoder:
     return TextEncoder(bert)
 
 
+def cached_text_vectors(
+    encoder: TextEncoder,
+    tok: Tokenizer,
+    texts: Sequence[str],
+    cache_dir: Path | None,
+    *,
+    model_key: str,
+    progress: bool = True,
+) -> np.ndarray:
+    """:func:`encode_texts` memoised on disk for the FROZEN tower (same weights, texts and
+    truncation give the same vectors), so repeated runs skip the slowest part of --quick."""
+    if cache_dir is None:
+        return encode_texts(encoder, tok, texts, progress=progress, desc="embed items")
+    h = hashlib.sha256(model_key.encode())
+    h.update(json.dumps(tok.truncation).encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    path = cache_dir / f"{h.hexdigest()[:32]}.npy"
+    if path.is_file():
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape == (len(texts), encoder.dim):
+            log.info("text vectors from cache %s", path)
+            return vectors
+    vectors = encode_texts(encoder, tok, texts, progress=progress, desc="embed items")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    return vectors
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Cheap identity of a weights directory (path, file names, sizes, mtimes)."""
+    parts = [str(model_dir)]
+    for f in sorted(model_dir.glob("*")):
+        if f.is_file():
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
 @torch.no_grad()
 def encode_texts(
-    encoder: TextEncoder,
+    encoder: nn.Module,  # TextEncoder or ServingTextEncoder (both have .dim)
     tok: Tokenizer,
     texts: Sequence[str],
     *,
@@ -84,7 +127,8 @@ def encode_texts(
     """(N, D) float32 L2-normalised vectors, batched, in eval mode (no dropout)."""
     was_training = encoder.training
     encoder.eval()
-    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    dim: int = encoder.dim  # type: ignore[assignment]
+    out = np.zeros((len(texts), dim), dtype=np.float32)
     starts = range(0, len(texts), batch_size)
     for s in tqdm(starts, desc=desc, disable=not progress, leave=False):
         ids, mask = encode_batch(tok, texts[s : s + batch_size])

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    text: TextTuneConfig = field(default_factory=TextTuneConfig)
+    text: TextTuneConfig = field(default_factory=TextTuneConfig)  # full fine-tune by default
     model: SequenceModelConfig = field(default_factory=SequenceModelConfig)
     seq: SequenceTrainConfig = field(default_factory=SequenceTrainConfig)
     split: Literal["loo", "cold"] = "loo"  # cold: a seeded share of items never reaches training
@@ -42,6 +42,7 @@ class TrainConfig:
     int8: bool = True  # also write text_encoder.int8.onnx (quality and speed measured)
     n_queries: int = 500  # synthetic text queries for the text-only evaluation
     quick: bool = False
+    cache_text_vectors: bool = True  # frozen tower only: reuse item vectors across runs
     text_model_dir: str | None = None  # a BERT directory instead of the packaged MiniLM (tests)
 
     @classmethod
@@ -79,7 +80,7 @@ class Fitted:
     dataset: Dataset
     split: Any  # training.split.Split
     tokenizer: Any  # tokenizers.Tokenizer (truncation at cfg.text.max_length)
-    text_encoder: Any  # training.text_tower.TextEncoder (LoRA merged)
+    text_encoder: Any  # item_space.ServingTextEncoder over the tuned tower (LoRA merged)
     sequence: Any  # training.sequence_train.SequenceTrainResult
     item_vectors: np.ndarray  # (N,D) float32, L2-normalised
     tune: Any  # training.text_finetune.TextTuneReport
@@ -96,10 +97,17 @@ def make_split(ds: Dataset, cfg: TrainConfig) -> Any:
 
 def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> Fitted:
     """Tune the text tower, embed item texts, train the sequence encoder + residuals."""
+    from training.item_space import ServingTextEncoder
     from training.metrics import evaluate
     from training.sequence_train import train_sequence_model
     from training.text_finetune import fine_tune_text
-    from training.text_tower import encode_texts, load_text_encoder, minilm_dir
+    from training.text_tower import (
+        cached_text_vectors,
+        encode_texts,
+        load_text_encoder,
+        minilm_dir,
+        model_fingerprint,
+    )
     from training.tokenization import load_tokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -114,7 +122,22 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
     tok = load_tokenizer(minilm_dir() / "tokenizer.json", cfg.text.max_length)
     encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
     tune = fine_tune_text(encoder, tok, catalog, split.train_sequences, cfg.text, progress=progress)
-    text_vectors = encode_texts(encoder, tok, catalog.texts, progress=progress, desc="embed items")
+    if cfg.text.mode == "frozen" and cfg.cache_text_vectors:
+        from recstream.settings import Settings
+
+        model_dir = Path(cfg.text_model_dir) if cfg.text_model_dir else minilm_dir()
+        text_vectors = cached_text_vectors(
+            encoder,
+            tok,
+            catalog.texts,
+            Settings().cache_dir / "text-vectors",
+            model_key=model_fingerprint(model_dir),
+            progress=progress,
+        )
+    else:
+        text_vectors = encode_texts(
+            encoder, tok, catalog.texts, progress=progress, desc="embed items"
+        )
     timings["text_s"] = time.perf_counter() - t
 
     rng = np.random.default_rng(cfg.seed)
@@ -131,7 +154,10 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
         split.train_sequences, text_vectors, validate, cfg.model, cfg.seq, progress=progress
     )
     timings["sequence_s"] = time.perf_counter() - t
-    return Fitted(ds, split, tok, encoder, result, result.space.export(), tune, timings)
+    # serve the tower with the learned offset baked in: queries and new items then
+    # land exactly where cold items were trained to be (item_space.ServingTextEncoder)
+    serving = ServingTextEncoder(encoder, result.space.shared).eval()
+    return Fitted(ds, split, tok, serving, result, result.space.export(), tune, timings)
 
 
 class TrainedScorer:

@@ -87,3 +87,21 @@ def test_real_minilm_parity(tmp_path: Path) -> None:
         enc, tok, ["a funny animated film", "Toy Story (1995). Animation.", "war"], progress=False
     )
     assert v[0] @ v[1] > v[0] @ v[2]  # the pretrained tower carries meaning
+
+
+def test_served_text_encoder_bakes_in_the_shared_offset(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    from training.item_space import ServingTextEncoder
+
+    tower = load_text_encoder(tiny_bert_dir)
+    shared = torch.randn(32) * 0.5
+    served = ServingTextEncoder(tower, shared)
+    tok = _tok()
+    path = tmp_path / "served.onnx"
+    export_text_encoder(served, path)
+    assert check_text_parity(served, path, tok, TEXTS) > 0.999
+    plain = encode_texts(tower, tok, TEXTS, progress=False)
+    expected = plain + shared.numpy()
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(onnx_text_vectors(session(path), tok, TEXTS), expected, atol=1e-5)

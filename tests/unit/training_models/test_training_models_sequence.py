@@ -88,3 +88,21 @@ def test_fully_padded_rows_stay_finite(length: int) -> None:
     enc = SequenceEncoder(MODEL).eval()
     out = enc(torch.zeros(2, length, DIM), torch.zeros(2, length))
     assert torch.isfinite(out).all()
+
+
+def test_cold_items_get_text_plus_shared_offset_only() -> None:
+    from training.item_space import ItemSpace
+
+    text = random_unit(6, DIM, seed=5)
+    warm = np.array([True, True, True, False, False, True])
+    space = ItemSpace(text, warm)
+    with torch.no_grad():
+        space.residual.normal_()
+        space.shared.normal_()
+    out = space.export()
+    cold = text[3:5] + space.shared.detach().numpy()
+    np.testing.assert_allclose(
+        out[3:5], cold / np.linalg.norm(cold, axis=1, keepdims=True), atol=1e-6
+    )
+    assert not np.allclose(out[0], (text[0] + space.shared.detach().numpy()) / 1.0, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
