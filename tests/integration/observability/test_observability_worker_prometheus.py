@@ -3,8 +3,8 @@
 Prometheus' ``histogram_quantile`` of ``recstream_e2e_latency_seconds`` must
 agree with what a subscriber measures: within the bucket that holds the
 quantile of the per-message ``emitted_ts - event_ts`` (what the worker
-observes), and at most one bucket below the subscriber's own receive latency
-(which also includes the delivery hop to the subscriber). Every dashboard and
+observes), and never above the subscriber's own receive latency (which also
+includes the delivery hop to the subscriber). Every dashboard and
 rule metric the worker is meant to export must exist on the real worker.
 """
 
@@ -74,8 +74,11 @@ def test_prometheus_quantiles_agree_with_subscriber(
         i = _bucket(bounds, truth)
         lo, hi = (bounds[i - 1] if i else 0.0), bounds[min(i, len(bounds) - 1)]
         assert lo <= est <= hi, f"p{q * 100:g}: Prometheus {est:.4f} s, worker-side {truth:.4f} s"
+        # Received ≥ emitted for every message, so no quantile of the histogram may
+        # exceed the subscriber's (how much lower depends on the subscriber's own
+        # scheduling, which a loaded CI machine makes unbounded).
         seen = _bucket(bounds, float(np.quantile(received, q)))
-        assert _bucket(bounds, est) in (seen - 1, seen), (
+        assert _bucket(bounds, est) <= seen, (
             f"p{q * 100:g}: Prometheus {est:.4f} s vs subscriber {np.quantile(received, q):.4f} s"
         )
 
