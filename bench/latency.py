@@ -66,6 +66,11 @@ class RateResult:
     to_emit_p99_ms: float = float("nan")
     from_emit_p50_ms: float = float("nan")
     from_emit_p99_ms: float = float("nan")
+    # Linux schedstat of the worker's threads over the run: CPU time it ran, and time
+    # it was runnable but waiting for a core (run queue). wait ≫ run = CPU-starved.
+    worker_run_s: float = float("nan")
+    worker_runq_wait_s: float = float("nan")
+    wall_s: float = float("nan")
 
 
 def free_port() -> int:
@@ -112,6 +117,18 @@ def workload(n: int, n_items: int, n_users: int, seed: int) -> list[tuple[str, s
     return out
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on CPU, seconds runnable but waiting) summed over a process's threads."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:  # thread ended
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
 def worker_cpu_seconds(worker) -> float:
     """process_cpu_seconds_total from the worker's /metrics."""
     text = worker.get("/metrics")[1].decode()
@@ -122,7 +139,7 @@ def worker_cpu_seconds(worker) -> float:
 
 
 async def run_rate(
-    settings, worker, mode: str, rate: float, duration: float, events, fetch_wait_ms: int = 5
+    settings, worker, mode: str, rate: float, duration: float, events, fetch_wait_ms: int = 100
 ) -> RateResult:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -133,9 +150,9 @@ async def run_rate(
         bootstrap_servers=settings.bootstrap,
         group_id=None,
         auto_offset_reset="latest",
-        # aiokafka keeps one fetch in flight per broker, naming only the partitions
-        # already drained: a partition drained just after waits for that fetch (up to
-        # fetch_max_wait_ms) — a short wait keeps this instrument from adding latency.
+        # aiokafka keeps one fetch in flight per broker, naming only partitions already
+        # drained, so a late-drained partition can wait up to this; 5 vs 100 made no
+        # measurable difference here (RESULTS.md, "floor investigation").
         fetch_max_wait_ms=fetch_wait_ms,
     )
     await producer.start()
@@ -161,6 +178,7 @@ async def run_rate(
     await asyncio.sleep(0.5)
     load_before = os.getloadavg()[0]
     cpu_before = await asyncio.to_thread(worker_cpu_seconds, worker)
+    sched_before = schedstat(worker.proc.pid)
     start = time.perf_counter()
     first_send = time.time()
     sent = 0
@@ -181,6 +199,8 @@ async def run_rate(
         await asyncio.sleep(0.1)
     load_after = os.getloadavg()[0]
     cpu_after = await asyncio.to_thread(worker_cpu_seconds, worker)
+    sched_after = schedstat(worker.proc.pid)
+    wall_s = time.perf_counter() - start
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     await consumer.stop()
@@ -209,6 +229,9 @@ async def run_rate(
         to_emit_p99_ms=float(to99),
         from_emit_p50_ms=float(from50),
         from_emit_p99_ms=float(from99),
+        worker_run_s=sched_after[0] - sched_before[0],
+        worker_runq_wait_s=sched_after[1] - sched_before[1],
+        wall_s=wall_s,
     )
 
 
@@ -246,7 +269,9 @@ def run_mode(args, bootstrap: str, bundle: Path, mode: str) -> list[RateResult]:
                 f"out {r.output_rate:6.0f}/s missing {r.missing} | "
                 f"worker CPU {r.worker_cpu_ms_per_event:.3f} ms/event | load {r.load_after:.1f}\n"
                 f"        send→emitted p50 {r.to_emit_p50_ms:.2f} p99 {r.to_emit_p99_ms:.2f} | "
-                f"emitted→received p50 {r.from_emit_p50_ms:.2f} p99 {r.from_emit_p99_ms:.2f} ms",
+                f"emitted→received p50 {r.from_emit_p50_ms:.2f} p99 {r.from_emit_p99_ms:.2f} ms"
+                f" | worker ran {r.worker_run_s:.1f} s, waited for a core "
+                f"{r.worker_runq_wait_s:.1f} s in {r.wall_s:.1f} s",
                 flush=True,
             )
             results.append(r)
@@ -340,7 +365,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", help="use this broker instead of starting a local one")
     ap.add_argument("--modes", default="passthrough,model")
     ap.add_argument(
-        "--fetch-wait-ms", type=int, default=5,
+        "--fetch-wait-ms", type=int, default=100,
         help="fetch_max_wait_ms of this process's recommendations consumer",
     )  # fmt: skip
     ap.add_argument("--no-results", action="store_true", help="don't touch bench/RESULTS.md")

@@ -47,7 +47,6 @@ from stream.model import Loader, ModelHolder, import_loader
 from stream.processing import BatchProcessor, InMessage, OutMessage, dlq_record
 from stream.settings import WorkerSettings
 from stream.state import ChangelogBatch, TableView
-from stream.transport import App as RecstreamApp
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +316,7 @@ def create_app(
     ws = worker_settings or WorkerSettings()
     datadir = ws.data_dir or settings.state_dir / "worker" / ws.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
-    app = RecstreamApp(
+    app = faust.App(
         ws.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.bootstrap.split(",") if h.strip()],
         store=ws.store,
@@ -336,7 +335,6 @@ def create_app(
         table_standby_replicas=0,
         broker_credentials=faust_credentials(settings),
     )
-    app.consumer_fetch_max_wait_ms = ws.fetch_max_wait_ms  # see stream.transport
     worker = Worker(app, settings, ws, loader or import_loader(ws.loader))
     app.recstream = worker  # type: ignore[attr-defined]
     topics = settings.topics

@@ -26,10 +26,6 @@ class WorkerSettings(BaseSettings):
     batch_max_wait_s: float = Field(default=0.002, ge=0, le=5.0)
     # Batches whose outputs may await broker acks while the next batch is processed.
     max_inflight_batches: int = Field(default=8, ge=1, le=1000)
-    # Longest a consumer fetch may wait for data (faust hard-codes 1500). It bounds
-    # aiokafka's head-of-line wait for a just-drained partition (stream.transport);
-    # lower = less latency, more empty fetches when idle.
-    fetch_max_wait_ms: int = Field(default=5, ge=0, le=60_000)
     # Table store: rocksdb:// is durable across restarts; memory:// for tests.
     store: str = "rocksdb://"
     # Directory for the rocksdb store and faust's data (default <state_dir>/worker/<app_id>).
