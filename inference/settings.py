@@ -22,9 +22,13 @@ class FusionSettings(BaseModel):
     query_weight: float = Field(
         default=1.0, ge=0
     )  # weight of <query_vector, item> for a fresh query
-    popularity_weight: float = Field(
-        default=0.3, ge=0
-    )  # weight of the popularity prior for a cold user
+    # Weight of the popularity prior for a user with no history. Small because it is
+    # on another scale than cosines: popularity spans [0, 1] while a query's cosines
+    # to its good and its generic matches differ by ~0.1. Measured on ml-100k
+    # (text-only users, 300 synthetic queries, serving path): genre P@10 0.41 at
+    # 0.3, 0.62 at 0.1, 0.71 at 0.05. A user with neither history nor query is
+    # served by popularity alone whatever this is (weights are normalised).
+    popularity_weight: float = Field(default=0.05, ge=0)
     popularity_floor: float = Field(default=0.05, ge=0)  # popularity weight kept for a warm user
     history_full: int = Field(
         default=5, ge=1

@@ -52,21 +52,27 @@ async def wait_for_broker(
     timeout_s: float = 60.0,
     security: KafkaSecurity | None = None,
     alive: Any = None,
+    expect_brokers: int = 1,
 ) -> int:
-    """Wait until a broker answers a metadata request; return how many brokers it lists.
+    """Wait until a broker answers a metadata request listing at least ``expect_brokers``
+    brokers; return how many it lists.
 
     ``alive`` (optional callable) is polled between attempts so a broker process
     that died is reported at once instead of after the timeout.
     """
     deadline = time.monotonic() + timeout_s
     with _quiet("aiokafka"):  # "connection refused" is expected while the broker boots
-        return await _poll_metadata(bootstrap, deadline, security, alive)
+        return await _poll_metadata(bootstrap, deadline, security, alive, expect_brokers)
 
 
 async def _poll_metadata(
-    bootstrap: str, deadline: float, security: KafkaSecurity | None, alive: Any
+    bootstrap: str,
+    deadline: float,
+    security: KafkaSecurity | None,
+    alive: Any,
+    expect_brokers: int,
 ) -> int:
-    last: Exception | None = None
+    last: object = None
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             raise KafkaError("the broker process exited while starting")
@@ -74,7 +80,9 @@ async def _poll_metadata(
         try:
             await admin.start()
             cluster = await admin.describe_cluster()
-            return len(cluster["brokers"])
+            if len(cluster["brokers"]) >= expect_brokers:
+                return len(cluster["brokers"])
+            last = f"{len(cluster['brokers'])} of {expect_brokers} brokers"
         except (TimeoutError, AIOKafkaError, OSError) as exc:
             last = exc
         finally:

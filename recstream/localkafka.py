@@ -5,6 +5,16 @@ the pom in ``deploy/kafka/`` into a cache directory, Kafka's own StorageTool
 formats the log directory, and ``kafka.Kafka`` runs detached with its pid,
 config, logs and data under ``<home>`` (never inside the repo). Readiness is a
 metadata response, not a sleep.
+
+Two extensions serve the reliability tests and secured development setups:
+
+- :class:`LocalKafkaCluster`: N combined broker/controller nodes on loopback
+  with a shared cluster id and a static controller quorum, replicated internal
+  topics, and per-node ``kill`` (SIGKILL) / ``start`` (restart on its data).
+- :class:`ScramTls`: the client listener speaks SASL_SSL with SCRAM-SHA-512
+  (credentials written by ``StorageTool format --add-scram``, TLS material
+  from :mod:`recstream.localtls`). The controller listener stays PLAINTEXT on
+  loopback; brokers talk to each other over the SASL_SSL listener.
 """
 
 from __future__ import annotations
@@ -19,13 +29,18 @@ import signal
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from recstream.errors import ConfigError, KafkaError
 from recstream.kafka_admin import wait_for_broker
-from recstream.settings import LocalKafkaSettings, Settings
+from recstream.localtls import TlsMaterial
+from recstream.settings import KafkaSecurity, LocalKafkaSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +108,46 @@ def resolve_jars(version: str, cache_dir: Path, pom: Path | None = None) -> Path
     return lib
 
 
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class NodeRole:
+    """Where one node sits in a cluster (defaults: a lone node, everything replicated once)."""
+
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters; None: this node alone
+    cluster_id: str | None = None  # shared by every node of a cluster; None: a fresh one
+    replication: int = 1  # internal topics and default.replication.factor
+    min_isr: int = 1  # min.insync.replicas (broker default and internal topics)
+
+
+@dataclass(frozen=True)
+class ScramTls:
+    """Serve clients over SASL_SSL + SCRAM-SHA-512 only.
+
+    ``users`` are the SCRAM credentials created when the storage is formatted
+    (changing them later needs the admin API, not a restart). ``broker_user``
+    is the one the brokers use among themselves and for readiness checks.
+    """
+
+    tls: TlsMaterial
+    users: Mapping[str, SecretStr] = field(default_factory=dict)
+    broker_user: str = "broker"
+    mechanism: str = "SCRAM-SHA-512"
+
+    def client_security(self, user: str, password: SecretStr | None = None) -> KafkaSecurity:
+        """Client settings for ``user`` (its real password unless one is given)."""
+        return KafkaSecurity(
+            protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            username=user,
+            password=password if password is not None else self.users[user],
+            ssl_cafile=self.tls.ca_pem,
+        )
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     running: bool
@@ -108,10 +163,22 @@ class LocalKafka:
     for a controlled shutdown and SIGKILLs after ``stop_timeout_s``.
     """
 
-    def __init__(self, config: LocalKafkaSettings, home: Path, cache_dir: Path) -> None:
+    def __init__(
+        self,
+        config: LocalKafkaSettings,
+        home: Path,
+        cache_dir: Path,
+        *,
+        role: NodeRole | None = None,
+        scram_tls: ScramTls | None = None,
+    ) -> None:
         self.config = config
         self.home = home
         self.cache_dir = cache_dir
+        self.role = role or NodeRole()
+        self.scram_tls = scram_tls
+        if scram_tls is not None and scram_tls.broker_user not in scram_tls.users:
+            raise ConfigError(f"SCRAM user {scram_tls.broker_user!r} (broker_user) has no password")
         # Kept so the child is reaped by whoever started it (no zombie, no ResourceWarning).
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -145,13 +212,53 @@ class LocalKafka:
             return None
         return pid if str(self._props).encode() in cmdline else None
 
+    def running(self) -> bool:
+        """Alive, judged by our child handle when we started it: right after spawning,
+        /proc's cmdline may not show the config path yet (the java launcher re-execs)."""
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self.pid() is not None
+
     def status(self) -> BrokerStatus:
         return BrokerStatus(self.pid() is not None, self.pid(), self.bootstrap, self.home)
 
+    @property
+    def security(self) -> KafkaSecurity:
+        """What a client needs to reach this broker as its broker user."""
+        if self.scram_tls is None:
+            return KafkaSecurity()
+        return self.scram_tls.client_security(self.scram_tls.broker_user)
+
     def start(self) -> BrokerStatus:
-        if self.pid() is not None:
+        """Start (or reuse) the broker and wait until it answers metadata requests."""
+        proc = self.launch()
+        if proc is None:
             log.info("broker already running at %s (pid %s)", self.bootstrap, self.pid())
             return self.status()
+        self.wait_ready(alive=lambda: proc.poll() is None)
+        return self.status()
+
+    def wait_ready(self, alive: Callable[[], bool] | None = None) -> None:
+        try:
+            asyncio.run(
+                wait_for_broker(
+                    self.bootstrap,
+                    timeout_s=self.config.start_timeout_s,
+                    security=self.security,
+                    alive=alive,
+                )
+            )
+        except KafkaError as exc:
+            self.stop()
+            raise KafkaError(f"{exc}\nlast broker log lines:\n{self.tail_log()}") from exc
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Format the storage if needed and spawn the JVM; None if it already runs.
+
+        Does not wait: a cluster launches every node before any can elect a leader.
+        """
+        if self.pid() is not None:
+            return None
         java = java_executable()
         lib = resolve_jars(self.config.version, self.cache_dir)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
@@ -173,20 +280,24 @@ class LocalKafka:
             )  # fmt: skip
         self._proc = proc
         self._pid_file.write_text(str(proc.pid))
-        log.info("started Apache Kafka %s (pid %d), waiting for metadata on %s",
-                 self.config.version, proc.pid, self.bootstrap)  # fmt: skip
-        try:
-            asyncio.run(
-                wait_for_broker(
-                    self.bootstrap,
-                    timeout_s=self.config.start_timeout_s,
-                    alive=lambda: proc.poll() is None,
-                )
-            )
-        except KafkaError as exc:
-            self.stop()
-            raise KafkaError(f"{exc}\nlast broker log lines:\n{self.tail_log()}") from exc
-        return self.status()
+        log.info("started Apache Kafka %s node %d (pid %d) on %s", self.config.version,
+                 self.role.node_id, proc.pid, self.bootstrap)  # fmt: skip
+        return proc
+
+    def kill(self) -> bool:
+        """SIGKILL the broker (a crash: no controlled shutdown, no flush); True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
+        self._pid_file.unlink(missing_ok=True)
+        log.info("killed broker node %d (pid %d)", self.role.node_id, pid)
+        return True
 
     def stop(self) -> bool:
         """Stop the broker; True if one was running. Leaves no process behind."""
@@ -218,39 +329,59 @@ class LocalKafka:
         return "(no log output)"
 
     def _format(self, java: str, classpath: str) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = self.role.cluster_id or new_cluster_id()
         # "--cluster-id=" form: a base64 id may start with "-" and read as an option.
         cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
                f"--cluster-id={cluster_id}", f"--config={self._props}"]  # fmt: skip
+        secrets: list[str] = []
+        if self.scram_tls is not None:
+            for user, password in self.scram_tls.users.items():
+                secret = password.get_secret_value()
+                secrets.append(secret)
+                cmd.append(
+                    f"--add-scram={self.scram_tls.mechanism}=[name={user},password={secret}]"
+                )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise KafkaError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
+            out = proc.stdout + proc.stderr
+            for secret in secrets:  # never echo a password into an exception or a log
+                out = out.replace(secret, "***")
+            raise KafkaError(f"formatting KRaft storage failed:\n{out}")
 
     def _write_config(self) -> None:
-        c = self.config
+        c, r = self.config, self.role
+        listener = "PLAINTEXT" if self.scram_tls is None else "SASL_SSL"
+        rf, isr = str(r.replication), str(r.min_isr)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{c.host}:{c.controller_port}",
-            "listeners": f"PLAINTEXT://{c.host}:{c.port},CONTROLLER://{c.host}:{c.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{c.host}:{c.port}",
+            "node.id": str(r.node_id),
+            "controller.quorum.voters": r.voters or f"{r.node_id}@{c.host}:{c.controller_port}",
+            "listeners": f"{listener}://{c.host}:{c.port},CONTROLLER://{c.host}:{c.controller_port}",
+            "advertised.listeners": f"{listener}://{c.host}:{c.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{listener}:{listener}",
             "log.dirs": str(self.home / "data"),
             "num.partitions": "4",
             "auto.create.topics.enable": "true",
-            # Single node: every internal topic has one replica.
-            "offsets.topic.replication.factor": "1",
+            # Internal topics replicated as the cluster allows (1 on a single node).
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "8",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
+            # Never elect an out-of-sync replica: that would silently drop acked writes.
+            "unclean.leader.election.enable": "false",
             # A dev broker: no 3 s wait before the first consumer group rebalance.
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.scram_tls is not None:
+            props.update(self._scram_tls_props(self.scram_tls))
         self._props.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self._props.chmod(0o600)  # may hold the broker user's password
         (self.home / "log4j2.properties").write_text(
             "status = warn\n"
             "appender.file.type = File\n"
@@ -261,6 +392,133 @@ class LocalKafka:
             "rootLogger.level = INFO\n"
             "rootLogger.appenderRef.file.ref = FILE\n"
         )
+
+    @staticmethod
+    def _scram_tls_props(sec: ScramTls) -> dict[str, str]:
+        pw = sec.tls.store_password
+        broker_pw = sec.users[sec.broker_user].get_secret_value()
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{sec.broker_user}" password="{broker_pw}";'
+        )
+        return {
+            "sasl.enabled.mechanisms": sec.mechanism,
+            "sasl.mechanism.inter.broker.protocol": sec.mechanism,
+            # A Password-typed config: Kafka prints it as [hidden] in its logs.
+            f"listener.name.sasl_ssl.{sec.mechanism.lower()}.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(sec.tls.keystore),
+            "ssl.keystore.password": pw,
+            "ssl.key.password": pw,
+            "ssl.truststore.type": "PKCS12",
+            "ssl.truststore.location": str(sec.tls.truststore),
+            "ssl.truststore.password": pw,
+            "ssl.client.auth": "none",  # clients authenticate with SCRAM, not certificates
+        }
+
+
+class LocalKafkaCluster:
+    """N combined broker/controller nodes on loopback: one cluster id, a static quorum.
+
+    ``ports`` gives each node's (client port, controller port); node ``i`` lives
+    in ``<home>/node-<i>``. Internal topics get ``min(3, size)`` replicas and
+    ``min.insync.replicas`` one less (2 of 3), so the cluster survives one lost node.
+    """
+
+    def __init__(
+        self,
+        config: LocalKafkaSettings,
+        home: Path,
+        cache_dir: Path,
+        ports: list[tuple[int, int]],
+        *,
+        scram_tls: ScramTls | None = None,
+    ) -> None:
+        if not ports:
+            raise ConfigError("a cluster needs at least one node")
+        size = len(ports)
+        voters = ",".join(f"{i + 1}@{config.host}:{cp}" for i, (_, cp) in enumerate(ports))
+        cluster_id_file = home / "cluster.id"
+        home.mkdir(parents=True, exist_ok=True)
+        if not cluster_id_file.is_file():
+            cluster_id_file.write_text(new_cluster_id())
+        replication = min(3, size)
+        role = NodeRole(
+            voters=voters,
+            cluster_id=cluster_id_file.read_text().strip(),
+            replication=replication,
+            min_isr=max(1, replication - 1),
+        )
+        self.nodes = [
+            LocalKafka(
+                config.model_copy(update={"port": p, "controller_port": cp}),
+                home / f"node-{i + 1}",
+                cache_dir,
+                role=NodeRole(**{**role.__dict__, "node_id": i + 1}),
+                scram_tls=scram_tls,
+            )
+            for i, (p, cp) in enumerate(ports)
+        ]
+        self.config = config
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def security(self) -> KafkaSecurity:
+        return self.nodes[0].security
+
+    def start(self) -> None:
+        """Launch every node that is not running, then wait until all are brokers again."""
+        for node in self.nodes:
+            node.launch()
+        self.wait_all()
+
+    def wait_all(self, nodes: list[LocalKafka] | None = None) -> None:
+        """Wait until each of ``nodes`` (default all) answers on its own listener and
+        the cluster's metadata lists every broker."""
+
+        def alive() -> bool:
+            return all(n.running() for n in self.nodes)
+
+        timeout = self.config.start_timeout_s
+        try:
+            for node in nodes or self.nodes:
+                wait = wait_for_broker(
+                    node.bootstrap, timeout_s=timeout, security=self.security, alive=alive
+                )
+                asyncio.run(wait)
+            wait = wait_for_broker(
+                self.bootstrap,
+                timeout_s=timeout,
+                security=self.security,
+                alive=alive,
+                expect_brokers=len(self.nodes),
+            )
+            asyncio.run(wait)
+        except KafkaError as exc:
+            tails = "\n".join(f"node {n.role.node_id}:\n{n.tail_log(10)}" for n in self.nodes)
+            self.stop()
+            raise KafkaError(f"{exc}\nlast broker log lines:\n{tails}") from exc
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node ``index`` (0-based); the others keep serving."""
+        self.nodes[index].kill()
+
+    def restart(self, index: int) -> None:
+        """Start node ``index`` again on its data and wait until the cluster has every broker."""
+        self.nodes[index].launch()
+        self.wait_all([self.nodes[index]])
+
+    def stop(self) -> None:
+        # All at once: a node stopped last cannot finish a controlled shutdown
+        # once the quorum is gone, and would wait out stop_timeout_s.
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(LocalKafka.stop, self.nodes))
+
+    def pids(self) -> list[int | None]:
+        return [n.pid() for n in self.nodes]
 
 
 def _alive(pid: int) -> bool:

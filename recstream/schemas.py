@@ -9,12 +9,20 @@ with a stable ``reason`` code and the offending field.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from recstream.errors import SchemaError
 
@@ -28,6 +36,7 @@ __all__ = [
     "SearchText",
     "UserEvent",
     "decode",
+    "dlq_raw",
     "encode",
     "json_schemas",
 ]
@@ -54,10 +63,11 @@ class _Message(BaseModel):
 
     @field_validator("ts", check_fields=False)
     @classmethod
-    def _ts_sane(cls, v: float) -> float:
+    def _ts_sane(cls, v: float, info: ValidationInfo) -> float:
         if v < 0:
             raise ValueError("timestamp must be seconds since the epoch, not negative")
-        if v > time.time() + DEFAULT_LIMITS.max_future_skew_s:
+        limits = (info.context or {}).get("limits", DEFAULT_LIMITS)  # set by decode()
+        if v > time.time() + limits.max_future_skew_s:
             raise ValueError("timestamp is in the future beyond the allowed clock skew")
         return v
 
@@ -126,8 +136,29 @@ class DLQRecord(BaseModel):
     offset: int
     reason: str  # stable code, also the metric label
     error: str  # human-readable message naming the field
-    raw: str  # the original bytes: text if valid UTF-8, else base64
+    raw: str  # the original bytes: text if valid UTF-8, else base64 (see dlq_raw)
     raw_encoding: Literal["text", "base64"] = "text"
+    raw_size: int | None = None  # bytes of the original value; raw may hold only a prefix
+    raw_truncated: bool = False
+
+
+def dlq_raw(value: bytes | None, limit: int) -> tuple[str, Literal["text", "base64"], bool]:
+    """``(raw, raw_encoding, truncated)`` of a rejected value for its DLQ record.
+
+    At most ``limit`` bytes of the original are kept, so a dead letter always fits
+    the broker (even JSON-escaped control characters stay under 6 x ``limit``):
+    without this a megabyte message would make a DLQ record over the broker's
+    limit and stop the worker on every retry.
+    """
+    value = value or b""
+    truncated = len(value) > limit
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(value[:limit]).decode("ascii"), "base64", truncated
+    if truncated:  # cut on a character boundary
+        text = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    return text, "text", truncated
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -144,7 +175,7 @@ def decode(model: type[M], raw: bytes | str, limits: Limits = DEFAULT_LIMITS) ->
         except UnicodeDecodeError as exc:
             raise SchemaError("invalid_utf8", f"value is not valid UTF-8 ({exc.reason})") from exc
     try:
-        msg = model.model_validate_json(raw)
+        msg = model.model_validate_json(raw, context={"limits": limits})
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         if err["type"] == "json_invalid":

@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recstream.schemas import Limits
+
 
 def default_state_dir() -> Path:
     """Where logs, broker data, datasets and bundles live: never inside the repo."""
@@ -52,6 +54,29 @@ class KafkaSecurity(_Section):
     ssl_cafile: Path | None = None
 
 
+class InputLimits(_Section):
+    """Bounds on what the edge accepts from producers (``RECSTREAM_LIMITS__*``).
+
+    Anything beyond them is dead-lettered with a reason, never processed. The
+    defaults fit every legitimate event by a wide margin and keep one hostile
+    message from costing more than a few milliseconds or kilobytes.
+    """
+
+    # A message value larger than this is rejected before it is parsed. Kept well
+    # below the broker's message.max.bytes (1 MiB) so its DLQ record always fits.
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=512 * 1024)
+    max_text_chars: int = Field(default=2_000, ge=1, le=100_000)  # a search query's text
+    max_future_skew_s: float = Field(default=24 * 3600.0, ge=0)  # producer clock ahead of ours
+
+    def schema_limits(self) -> Limits:
+        """The decoder's view of these limits (``recstream.schemas.decode``)."""
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_text_chars=self.max_text_chars,
+            max_future_skew_s=self.max_future_skew_s,
+        )
+
+
 class LocalKafkaSettings(_Section):
     """The single-node Apache Kafka (KRaft) that ``recstream kafka start`` runs."""
 
@@ -74,6 +99,7 @@ class Settings(BaseSettings):
     bootstrap: str = "127.0.0.1:9092"  # Kafka bootstrap servers, comma-separated
     topics: TopicNames = TopicNames()
     security: KafkaSecurity = KafkaSecurity()
+    limits: InputLimits = InputLimits()
     state_dir: Path = Field(default_factory=default_state_dir)
     cache_dir: Path = Field(default_factory=default_cache_dir)
     bundle_dir: Path | None = None  # default: <state_dir>/bundles

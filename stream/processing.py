@@ -32,10 +32,13 @@ import numpy as np
 from inference.types import Recommender, Request, Result
 from recstream.errors import SchemaError
 from recstream.schemas import (
+    DEFAULT_LIMITS,
     DLQRecord,
+    Limits,
     SearchText,
     UserEvent,
     decode,
+    dlq_raw,
     encode,
 )
 from recstream.settings import TopicNames
@@ -85,13 +88,12 @@ class BatchOutput:
     dlq: list[DLQRecord] = field(default_factory=list)
 
 
-def dlq_record(msg: InMessage, reason: str, error: str) -> DLQRecord:
-    """The dead-letter record of ``msg`` (raw kept as text when it is UTF-8, else base64)."""
-    raw_bytes = msg.value or b""
-    try:
-        raw, enc = raw_bytes.decode("utf-8"), "text"
-    except UnicodeDecodeError:
-        raw, enc = base64.b64encode(raw_bytes).decode("ascii"), "base64"
+def dlq_record(
+    msg: InMessage, reason: str, error: str, max_raw_bytes: int = DEFAULT_LIMITS.max_message_bytes
+) -> DLQRecord:
+    """The dead-letter record of ``msg``: raw kept as text when it is UTF-8, else base64,
+    and at most ``max_raw_bytes`` of it, so the record always fits the broker."""
+    raw, enc, truncated = dlq_raw(msg.value, max_raw_bytes)
     return DLQRecord(
         topic=msg.topic,
         partition=msg.partition,
@@ -99,7 +101,9 @@ def dlq_record(msg: InMessage, reason: str, error: str) -> DLQRecord:
         reason=reason,
         error=error,
         raw=raw,
-        raw_encoding=enc,  # type: ignore[arg-type]
+        raw_encoding=enc,
+        raw_size=len(msg.value or b""),
+        raw_truncated=truncated,
     )
 
 
@@ -122,6 +126,14 @@ def _columns(value: Any) -> tuple[list[str], list[int]]:
     if isinstance(value, dict):
         return list(value.get("items", [])), list(value.get("ts_ms", []))
     return [str(v[0]) for v in value], [round(float(v[1]) * 1000) for v in value]  # old rows
+
+
+def _replayed(stored: Any, msg: InMessage | None) -> bool:
+    """True if ``msg`` was already applied to this stored sequence."""
+    applied = stored.get("applied") if isinstance(stored, dict) else None
+    if msg is None or not applied:
+        return False
+    return bool(applied[0] == msg.partition and msg.offset <= applied[1])
 
 
 @dataclass
@@ -148,8 +160,10 @@ class BatchProcessor:
         on_click: Callable[[str], None] | None = None,
         on_message: Callable[[InMessage], None] | None = None,
         clock: Callable[[], float] = time.time,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.settings = settings
+        self.limits = limits  # RECSTREAM_LIMITS__*: what the edge accepts
         self.topics = topics
         self.model = model
         self.sequences = sequences
@@ -182,7 +196,7 @@ class BatchProcessor:
             event = self._decode(msg, out)
             if event is None:
                 continue
-            request = None if recommender is None else self._update_state(event, version)
+            request = None if recommender is None else self._update_state(event, version, msg)
             pending.append(_Pending(msg, event, request))
         self.metrics.stage_latency.labels(stage="decode").observe(time.perf_counter() - t0)
         if not pending:
@@ -210,7 +224,7 @@ class BatchProcessor:
         try:
             if msg.value is None:
                 raise SchemaError("empty", "message has no value (tombstone)")
-            return decode(model, msg.value)
+            return decode(model, msg.value, self.limits)
         except SchemaError as exc:
             self._dead_letter(msg, exc.reason, str(exc), out)
             return None
@@ -219,19 +233,33 @@ class BatchProcessor:
         log.warning(
             "dead-lettering %s[%s]@%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason, error
         )
-        record = dlq_record(msg, reason, error)
+        record = dlq_record(msg, reason, error, self.limits.max_message_bytes)
         out.dlq.append(record)
         out.messages.append(OutMessage(self.topics.dlq, msg.key, encode(record)))
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
 
-    def _update_state(self, event: UserEvent | SearchText, version: str) -> Request:
-        """Apply ``event`` to the user's state and return the request that answers it."""
+    def _update_state(
+        self, event: UserEvent | SearchText, version: str, msg: InMessage | None = None
+    ) -> Request:
+        """Apply ``event`` to the user's state and return the request that answers it.
+
+        A sequence remembers the input (partition, offset) it last applied. An
+        event at or before it is a replay after a crash (its state change reached
+        the changelog, its offset was not committed yet): it is answered again
+        but not appended again, so the table equals one built from the log.
+        """
         s = self.settings
-        items, stamps = _columns(self.sequences.get(event.user_id))
-        if isinstance(event, UserEvent):
+        stored = self.sequences.get(event.user_id)
+        items, stamps = _columns(stored)
+        if isinstance(event, UserEvent) and _replayed(stored, msg):
+            pass
+        elif isinstance(event, UserEvent):
             items = [*items[-(s.exclude_window - 1) :], event.item_id]
             stamps = [*stamps[-(s.exclude_window - 1) :], round(event.ts * 1000)]
-            self.sequences[event.user_id] = {"items": items, "ts_ms": stamps}
+            value: dict[str, Any] = {"items": items, "ts_ms": stamps}
+            if msg is not None:
+                value["applied"] = [msg.partition, msg.offset]
+            self.sequences[event.user_id] = value
             if self.on_click is not None:
                 self.on_click(event.item_id)
         else:
