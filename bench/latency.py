@@ -71,6 +71,8 @@ class RateResult:
     worker_run_s: float = float("nan")
     worker_runq_wait_s: float = float("nan")
     wall_s: float = float("nan")
+    bench_run_s: float = float("nan")  # this process (load generator + subscriber), same way
+    bench_runq_wait_s: float = float("nan")
 
 
 def free_port() -> int:
@@ -179,6 +181,7 @@ async def run_rate(
     load_before = os.getloadavg()[0]
     cpu_before = await asyncio.to_thread(worker_cpu_seconds, worker)
     sched_before = schedstat(worker.proc.pid)
+    self_before = schedstat(os.getpid())
     start = time.perf_counter()
     first_send = time.time()
     sent = 0
@@ -200,6 +203,7 @@ async def run_rate(
     load_after = os.getloadavg()[0]
     cpu_after = await asyncio.to_thread(worker_cpu_seconds, worker)
     sched_after = schedstat(worker.proc.pid)
+    self_after = schedstat(os.getpid())
     wall_s = time.perf_counter() - start
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
@@ -232,6 +236,8 @@ async def run_rate(
         worker_run_s=sched_after[0] - sched_before[0],
         worker_runq_wait_s=sched_after[1] - sched_before[1],
         wall_s=wall_s,
+        bench_run_s=self_after[0] - self_before[0],
+        bench_runq_wait_s=self_after[1] - self_before[1],
     )
 
 
@@ -271,7 +277,8 @@ def run_mode(args, bootstrap: str, bundle: Path, mode: str) -> list[RateResult]:
                 f"        send→emitted p50 {r.to_emit_p50_ms:.2f} p99 {r.to_emit_p99_ms:.2f} | "
                 f"emitted→received p50 {r.from_emit_p50_ms:.2f} p99 {r.from_emit_p99_ms:.2f} ms"
                 f" | worker ran {r.worker_run_s:.1f} s, waited for a core "
-                f"{r.worker_runq_wait_s:.1f} s in {r.wall_s:.1f} s",
+                f"{r.worker_runq_wait_s:.1f} s in {r.wall_s:.1f} s; bench ran "
+                f"{r.bench_run_s:.1f} s, waited {r.bench_runq_wait_s:.1f} s",
                 flush=True,
             )
             results.append(r)
