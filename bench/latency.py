@@ -59,6 +59,20 @@ class RateResult:
     load_before: float
     load_after: float
     worker_cpu_ms_per_event: float  # worker process CPU (user+sys) / events answered
+    # The latency split at the worker's ``emitted_ts`` (same clock): send → emitted
+    # (producer, broker, worker consumer, processing) and emitted → received
+    # (worker producer acks=all, broker, this process's consumer).
+    to_emit_p50_ms: float = float("nan")
+    to_emit_p99_ms: float = float("nan")
+    from_emit_p50_ms: float = float("nan")
+    from_emit_p99_ms: float = float("nan")
+    # Linux schedstat of the worker's threads over the run: CPU time it ran, and time
+    # it was runnable but waiting for a core (run queue). wait ≫ run = CPU-starved.
+    worker_run_s: float = float("nan")
+    worker_runq_wait_s: float = float("nan")
+    wall_s: float = float("nan")
+    bench_run_s: float = float("nan")  # this process (load generator + subscriber), same way
+    bench_runq_wait_s: float = float("nan")
 
 
 def free_port() -> int:
@@ -105,6 +119,18 @@ def workload(n: int, n_items: int, n_users: int, seed: int) -> list[tuple[str, s
     return out
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on CPU, seconds runnable but waiting) summed over a process's threads."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:  # thread ended
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
 def worker_cpu_seconds(worker) -> float:
     """process_cpu_seconds_total from the worker's /metrics."""
     text = worker.get("/metrics")[1].decode()
@@ -114,7 +140,9 @@ def worker_cpu_seconds(worker) -> float:
     return float("nan")
 
 
-async def run_rate(settings, worker, mode: str, rate: float, duration: float, events) -> RateResult:
+async def run_rate(
+    settings, worker, mode: str, rate: float, duration: float, events, fetch_wait_ms: int = 100
+) -> RateResult:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     topics = settings.topics
@@ -124,29 +152,36 @@ async def run_rate(settings, worker, mode: str, rate: float, duration: float, ev
         bootstrap_servers=settings.bootstrap,
         group_id=None,
         auto_offset_reset="latest",
-        fetch_max_wait_ms=100,
+        # aiokafka keeps one fetch in flight per broker, naming only partitions already
+        # drained, so a late-drained partition can wait up to this; 5 vs 100 made no
+        # measurable difference here (RESULTS.md, "floor investigation").
+        fetch_max_wait_ms=fetch_wait_ms,
     )
     await producer.start()
     await consumer.start()
     await consumer.seek_to_end()
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
+    splits: list[tuple[float, float]] = []
     last_recv = [0.0]
     n_total = int(rate * duration)
 
     async def receive() -> None:
         async for msg in consumer:
             now = time.time()
-            eid = json.loads(msg.value)["trigger_event_id"]
-            t = sent_at.pop(eid, None)
+            rec = json.loads(msg.value)
+            t = sent_at.pop(rec["trigger_event_id"], None)
             if t is not None:
                 latencies.append(now - t)
+                splits.append((rec["emitted_ts"] - t, now - rec["emitted_ts"]))
                 last_recv[0] = now
 
     reader = asyncio.create_task(receive())
     await asyncio.sleep(0.5)
     load_before = os.getloadavg()[0]
     cpu_before = await asyncio.to_thread(worker_cpu_seconds, worker)
+    sched_before = schedstat(worker.proc.pid)
+    self_before = schedstat(os.getpid())
     start = time.perf_counter()
     first_send = time.time()
     sent = 0
@@ -167,6 +202,9 @@ async def run_rate(settings, worker, mode: str, rate: float, duration: float, ev
         await asyncio.sleep(0.1)
     load_after = os.getloadavg()[0]
     cpu_after = await asyncio.to_thread(worker_cpu_seconds, worker)
+    sched_after = schedstat(worker.proc.pid)
+    self_after = schedstat(os.getpid())
+    wall_s = time.perf_counter() - start
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     await consumer.stop()
@@ -174,6 +212,8 @@ async def run_rate(settings, worker, mode: str, rate: float, duration: float, ev
     ms = np.asarray(latencies) * 1000.0 if latencies else np.asarray([np.nan])
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
     span = max(last_recv[0] - first_send, 1e-9)
+    split = np.asarray(splits) * 1000.0 if splits else np.full((1, 2), np.nan)
+    (to50, to99), (from50, from99) = (np.percentile(split[:, i], [50, 99]) for i in (0, 1))
     return RateResult(
         mode=mode,
         rate=rate,
@@ -189,6 +229,15 @@ async def run_rate(settings, worker, mode: str, rate: float, duration: float, ev
         load_before=load_before,
         load_after=load_after,
         worker_cpu_ms_per_event=(cpu_after - cpu_before) * 1000.0 / max(len(latencies), 1),
+        to_emit_p50_ms=float(to50),
+        to_emit_p99_ms=float(to99),
+        from_emit_p50_ms=float(from50),
+        from_emit_p99_ms=float(from99),
+        worker_run_s=sched_after[0] - sched_before[0],
+        worker_runq_wait_s=sched_after[1] - sched_before[1],
+        wall_s=wall_s,
+        bench_run_s=self_after[0] - self_before[0],
+        bench_runq_wait_s=self_after[1] - self_before[1],
     )
 
 
@@ -217,12 +266,19 @@ def run_mode(args, bootstrap: str, bundle: Path, mode: str) -> list[RateResult]:
         events = workload(int(max(args.rates) * args.duration), args.items, args.users, 0)
         asyncio.run(run_rate(settings, worker, mode, 200.0, 3.0, events))  # warm-up
         for rate in args.rates:
-            r = asyncio.run(run_rate(settings, worker, mode, rate, args.duration, events))
+            r = asyncio.run(
+                run_rate(settings, worker, mode, rate, args.duration, events, args.fetch_wait_ms)
+            )
             print(
                 f"[{mode}] {rate:>6.0f} ev/s: p50 {r.p50_ms:7.2f}  p95 {r.p95_ms:7.2f}  "
                 f"p99 {r.p99_ms:7.2f}  max {r.max_ms:8.2f} ms | in {r.input_rate:6.0f}/s "
                 f"out {r.output_rate:6.0f}/s missing {r.missing} | "
-                f"worker CPU {r.worker_cpu_ms_per_event:.3f} ms/event | load {r.load_after:.1f}",
+                f"worker CPU {r.worker_cpu_ms_per_event:.3f} ms/event | load {r.load_after:.1f}\n"
+                f"        send→emitted p50 {r.to_emit_p50_ms:.2f} p99 {r.to_emit_p99_ms:.2f} | "
+                f"emitted→received p50 {r.from_emit_p50_ms:.2f} p99 {r.from_emit_p99_ms:.2f} ms"
+                f" | worker ran {r.worker_run_s:.1f} s, waited for a core "
+                f"{r.worker_runq_wait_s:.1f} s in {r.wall_s:.1f} s; bench ran "
+                f"{r.bench_run_s:.1f} s, waited {r.bench_runq_wait_s:.1f} s",
                 flush=True,
             )
             results.append(r)
@@ -315,6 +371,10 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, help="serve this bundle instead of building one")
     ap.add_argument("--bootstrap", help="use this broker instead of starting a local one")
     ap.add_argument("--modes", default="passthrough,model")
+    ap.add_argument(
+        "--fetch-wait-ms", type=int, default=100,
+        help="fetch_max_wait_ms of this process's recommendations consumer",
+    )  # fmt: skip
     ap.add_argument("--no-results", action="store_true", help="don't touch bench/RESULTS.md")
     ap.add_argument("--build-only", action="store_true", help="build/cache the bundle and exit")
     args = ap.parse_args()
