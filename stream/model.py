@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from inference.bundle import MANIFEST, find_latest
 from inference.types import Recommender, Request
 from recstream.errors import BundleError, ConfigError
 from stream.catalog import ItemOverlay
@@ -38,7 +39,6 @@ from stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 POINTER = "CURRENT"
 
 Loader = Callable[[Path], Recommender]
@@ -55,20 +55,7 @@ def resolve_bundle(source: Path) -> Path | None:
         if not name or not (target / MANIFEST).is_file():
             raise BundleError(f"{pointer} names {name!r}, which is not a sealed bundle in {source}")
         return target
-    best: tuple[str, str, Path] | None = None
-    for child in source.glob("*") if source.is_dir() else ():
-        mpath = child / MANIFEST
-        if ".tmp" in child.name or not mpath.is_file():
-            continue
-        try:
-            meta = json.loads(mpath.read_text())
-            key = (str(meta["created_at"]), str(meta["version"]), child)
-        except (ValueError, KeyError):
-            log.warning("ignoring %s: unreadable manifest", child)
-            continue
-        if best is None or key > best:
-            best = key
-    return best[2] if best else None
+    return find_latest(source) if source.is_dir() else None
 
 
 def bundle_created_ts(path: Path) -> float:
