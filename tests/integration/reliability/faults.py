@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError as AIOKafkaError
-from stream.process import WorkerProcess, worker_env
 
 from recstream.settings import Settings
+from stream.process import WorkerProcess, worker_env
 from tests.conftest import free_port
 from tests.integration.reliability.accounting import Offset
 from tests.integration.reliability.hostile import EVENTS, Hostile
