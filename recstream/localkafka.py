@@ -289,13 +289,8 @@ class LocalKafka:
         pid = self.pid()
         if pid is None:
             return False
-        os.killpg(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
-        if self._proc is not None:
-            self._proc.wait()
-            self._proc = None
-        self._pid_file.unlink(missing_ok=True)
+        _sigkill(pid)
+        self._forget()
         log.info("killed broker node %d (pid %d)", self.role.node_id, pid)
         return True
 
@@ -313,14 +308,16 @@ class LocalKafka:
             log.warning(
                 "broker pid %d ignored SIGTERM for %.0fs: killing", pid, self.config.stop_timeout_s
             )
-            os.killpg(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.05)
+            _sigkill(pid)
+        self._forget()
+        return True
+
+    def _forget(self) -> None:
+        """Reap our child (if we started it) and drop the pid file of a dead broker."""
         if self._proc is not None:
             self._proc.wait()
             self._proc = None
         self._pid_file.unlink(missing_ok=True)
-        return True
 
     def tail_log(self, lines: int = 30) -> str:
         for path in (self.log_file, self.home / "logs" / "stdout.log"):
@@ -519,6 +516,13 @@ class LocalKafkaCluster:
 
     def pids(self) -> list[int | None]:
         return [n.pid() for n in self.nodes]
+
+
+def _sigkill(pid: int) -> None:
+    """SIGKILL a broker's process group and wait until it is gone."""
+    os.killpg(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
