@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ class Worker:
             )
             for e in events
         ]
-        self.metrics.batch_size.labels(agent="recommend").observe(len(msgs))
+        self.metrics.child(self.metrics.batch_size, "recommend").observe(len(msgs))
         try:
             out = self.processor.process(msgs)
         finally:
@@ -143,13 +143,16 @@ class Worker:
         """Hand every message to the producer; the future completes when all are acked."""
         t0 = time.perf_counter()
         producer = self.app.producer
-        pending = [await producer.send(m.topic, m.key, m.value, None, None, None) for m in messages]
+        pending = [
+            await producer.send(m.topic, m.key, m.value, m.partition, None, None) for m in messages
+        ]
 
         async def delivered() -> None:
             await asyncio.gather(*pending)
-            self.metrics.stage_latency.labels(stage="produce").observe(time.perf_counter() - t0)
-            for m in messages:
-                self.metrics.events_out.labels(topic=m.topic).inc()
+            metrics = self.metrics
+            metrics.child(metrics.stage_latency, "produce").observe(time.perf_counter() - t0)
+            for topic, n in Counter(m.topic for m in messages).items():
+                metrics.child(metrics.events_out, topic).inc(n)
 
         return asyncio.ensure_future(delivered())
 

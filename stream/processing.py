@@ -174,13 +174,9 @@ class BatchProcessor:
         # current event there so table writes go to that message's partition.
         self.on_message = on_message
         self.clock = clock
-        self._in_counters: dict[str, Any] = {}
 
     def _events_in(self, topic: str) -> Any:
-        child = self._in_counters.get(topic)
-        if child is None:
-            child = self._in_counters[topic] = self.metrics.events_in.labels(topic=topic)
-        return child
+        return self.metrics.child(self.metrics.events_in, topic)
 
     # -- one batch ---------------------------------------------------------
     def process(self, batch: Sequence[InMessage]) -> BatchOutput:
@@ -198,7 +194,7 @@ class BatchProcessor:
                 continue
             request = None if recommender is None else self._update_state(event, version, msg)
             pending.append(_Pending(msg, event, request))
-        self.metrics.stage_latency.labels(stage="decode").observe(time.perf_counter() - t0)
+        self.metrics.child(self.metrics.stage_latency, "decode").observe(time.perf_counter() - t0)
         if not pending:
             return out
         results = self._recommend(recommender, pending, batch, out)
@@ -321,7 +317,7 @@ class BatchProcessor:
         else:
             timings = results[0].timings if results and results[0] is not None else {}
             for stage, seconds in timings.items():
-                self.metrics.stage_latency.labels(stage=stage).observe(seconds)
+                self.metrics.child(self.metrics.stage_latency, stage).observe(seconds)
         return results
 
     def _recommend_one(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from recstream.errors import KafkaError
 from recstream.settings import KafkaSecurity, Settings, TopicNames
+from stream.app import Worker
+from stream.metrics import WorkerMetrics
+from stream.processing import OutMessage
 from stream.settings import WorkerSettings
 
 
@@ -44,3 +49,41 @@ def test_security_settings_become_faust_credentials() -> None:
     assert creds.ssl_context is not None
     with pytest.raises(KafkaError, match="USERNAME"):
         faust_credentials(Settings(security=KafkaSecurity(protocol="SASL_PLAINTEXT")))
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.acks: list[asyncio.Future[None]] = []
+
+    async def send(self, topic, key, value, partition, timestamp, headers):  # type: ignore[no-untyped-def]
+        self.sent.append((topic, key, value, partition))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.acks.append(fut)
+        return fut
+
+
+async def test_produce_sends_changelog_records_to_their_partition_and_counts_outputs() -> None:
+    """Changelog records go to the input's partition (Faust restores partition P from
+    changelog partition P); other outputs are partitioned by key (partition None)."""
+    producer = _Producer()
+    worker = SimpleNamespace(app=SimpleNamespace(producer=producer), metrics=WorkerMetrics())
+    msgs = [
+        OutMessage("app-user_sequence-changelog", b'"u1"', b"[]", partition=3),
+        OutMessage("recommendations", b"u1", b"{}"),
+        OutMessage("recommendations", b"u2", b"{}"),
+    ]
+    done = await Worker.produce(worker, msgs)  # type: ignore[arg-type]
+    assert [(t, p) for t, _, _, p in producer.sent] == [
+        ("app-user_sequence-changelog", 3),
+        ("recommendations", None),
+        ("recommendations", None),
+    ]
+    await asyncio.sleep(0)
+    assert not done.done(), "not delivered before the broker acked every output"
+    for ack in producer.acks:
+        ack.set_result(None)
+    await asyncio.wait_for(done, 1.0)
+    out = worker.metrics.registry.get_sample_value
+    assert out("recstream_events_out_total", {"topic": "recommendations"}) == 2
+    assert out("recstream_events_out_total", {"topic": "app-user_sequence-changelog"}) == 1
