@@ -19,6 +19,7 @@ same Stream internals (``add_processor``, ``_enable_passive``, ``ack``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -65,13 +66,14 @@ async def take_ready(
     stream._enable_passive(channel_it)
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(arrived, timeout=idle_check)
+            if not arrived.is_set():  # under load the next events are already here
+                await _wait(arrived, idle_check)
             if not events:
                 arrived.clear()
                 continue
             if not full.is_set():
                 if linger > 0:
-                    await stream.wait_for_stopped(full, timeout=linger)
+                    await _wait(full, linger)
                 else:
                     await asyncio.sleep(0)  # let the drainer add what is already queued
             consuming = asyncio.get_running_loop().create_future()
@@ -91,3 +93,17 @@ async def take_ready(
     finally:
         stream.enable_acks = enable_acks
         stream._processors.remove(add_to_buffer)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` passed, in the calling task.
+
+    ``Service.wait_for_stopped`` starts three tasks per call (the event, stopped,
+    crashed) and cancels two, paid twice per batch (wait for a first event, then
+    linger). Both waits are bounded (``idle_check``, ``linger``) and the loop
+    checks ``should_stop`` after each, so a stop is still seen within
+    ``idle_check`` (and Faust cancels the agent's task on shutdown anyway).
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
