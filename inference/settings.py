@@ -10,12 +10,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Normalize = Literal["zscore", "none"]
+
 
 class FusionSettings(BaseModel):
     """How candidate sources are weighted (see :mod:`inference.fusion`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # How source scores are put on one scale before mixing: "zscore" standardises
+    # each source over the request's candidates (weights are then in standard
+    # deviations); "none" mixes raw cosines and popularity in [0, 1] (the old way).
+    normalize: Normalize = "zscore"
     sequence_weight: float = Field(
         default=1.0, ge=0
     )  # weight of <user_vector, item> at full history
@@ -28,8 +34,8 @@ class FusionSettings(BaseModel):
     # (text-only users, 300 synthetic queries, serving path): genre P@10 0.41 at
     # 0.3, 0.62 at 0.1, 0.71 at 0.05. A user with neither history nor query is
     # served by popularity alone whatever this is (weights are normalised).
-    popularity_weight: float = Field(default=0.05, ge=0)
-    popularity_floor: float = Field(default=0.05, ge=0)  # popularity weight kept for a warm user
+    popularity_weight: float = Field(default=0.03, ge=0)
+    popularity_floor: float = Field(default=0.02, ge=0)  # popularity weight kept for a warm user
     history_full: int = Field(
         default=5, ge=1
     )  # history length at which the sequence gets full weight
