@@ -180,20 +180,22 @@ def offline(bundle_path: Path, dataset: Dataset, n_queries: int) -> dict[str, fl
     }
 
 
-BEFORE = FusionSettings(normalize="none", popularity_weight=0.05, popularity_floor=0.05)
+# The fusion before calibration: raw scores; popularity 0.05 plus a constant
+# "floor" of 0.05, i.e. 0.1 with no history ramping to 0.05 at full history.
+BEFORE = FusionSettings(normalize="none", popularity_weight=0.1, popularity_weight_warm=0.05)
 
 
 def grid() -> dict[str, FusionSettings]:
     """The pre-calibration fusion, the defaults, and one-at-a-time moves around them.
 
-    ``popularity_floor`` is all the popularity a warm user gets; a text-only user
-    gets ``popularity_weight + popularity_floor`` (weights then normalised).
+    ``popularity_weight`` is a text-only user's prior, ``popularity_weight_warm``
+    a warm user's (weights then normalised).
     """
     base = FusionSettings()
     out = {"before: raw scores, pop 0.05 + floor 0.05": BEFORE, "default": base}
     moves: dict[str, tuple[float, ...]] = {
         "popularity_weight": (0.0, 0.03, 0.1, 0.3),
-        "popularity_floor": (0.0, 0.02, 0.05, 0.1, 0.2),
+        "popularity_weight_warm": (0.0, 0.02, 0.05, 0.1, 0.2),
         "history_full": (1, 5, 20),
         "query_weight": (0.5, 1.0, 2.0),
     }

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from inference.fusion import (
-    POPULARITY_EPS,
     Calibration,
     Weights,
     fuse,
@@ -30,6 +29,16 @@ def test_sequence_weight_grows_with_history_and_popularity_shrinks() -> None:
     seq = [w.sequence for w in ws]
     assert seq == sorted(seq) and seq[0] == 0 and seq[S.history_full] == seq[-1]
     assert ws[S.history_full].popularity < ws[1].popularity
+
+
+def test_popularity_ramps_from_the_cold_to_the_warm_weight() -> None:
+    s = FusionSettings(popularity_weight=0.3, popularity_weight_warm=0.1)
+    cold = fusion_weights(0, True, 0.0, s)  # text-only user
+    warm = fusion_weights(s.history_full, False, None, s)
+    half = fusion_weights(s.history_full // 2 or 1, False, None, s)
+    assert cold.popularity / cold.query == pytest.approx(0.3)
+    assert warm.popularity / warm.sequence == pytest.approx(0.1)
+    assert warm.popularity < half.popularity  # the share shrinks as history grows
 
 
 def test_query_weight_decays_with_age() -> None:
@@ -88,12 +97,12 @@ def test_scores_are_catalog_standardised_sources_mixed_by_weight() -> None:
     cal = Calibration.of(VEC, POP)
     by_row = {f.row: f for f in _fuse(calibration=cal)}
     # by hand: each source's score standardised over all six items, then weighted
-    seq_all, q_all, logp = VEC @ VEC[0], VEC @ VEC[2], np.log(POP + POPULARITY_EPS)
+    seq_all, q_all, pop_all = VEC @ VEC[0], VEC @ VEC[2], POP
 
     def z(all_scores: np.ndarray, row: int) -> float:
         return float((all_scores[row] - all_scores.mean()) / all_scores.std())
 
-    expect = 0.5 * z(seq_all, 1) + 0.4 * z(q_all, 1) + 0.1 * z(logp, 1)
+    expect = 0.5 * z(seq_all, 1) + 0.4 * z(q_all, 1) + 0.1 * z(pop_all, 1)
     assert by_row[1].score == pytest.approx(expect, rel=1e-4)
     raw = {f.row: f for f in _fuse()}  # no calibration: raw cosines and popularity
     expect_raw = 0.5 * VEC[1] @ VEC[0] + 0.4 * VEC[1] @ VEC[2] + 0.1 * POP[1]
