@@ -182,6 +182,9 @@ def offline(bundle_path: Path, dataset: Dataset, n_queries: int) -> dict[str, fl
 
 # The fusion before calibration: raw scores; popularity 0.05 plus a constant
 # "floor" of 0.05, i.e. 0.1 with no history ramping to 0.05 at full history.
+# (Not exact for a warm user with a query: the floor did not shrink with the
+# sequence's share; the rows labelled "before" in bench/RESULTS.md were measured
+# with the old code, the regression test's use of it does not depend on this.)
 BEFORE = FusionSettings(normalize="none", popularity_weight=0.1, popularity_weight_warm=0.05)
 
 
@@ -195,7 +198,7 @@ def grid() -> dict[str, FusionSettings]:
     out = {"before: raw scores, pop 0.05 + floor 0.05": BEFORE, "default": base}
     moves: dict[str, tuple[float, ...]] = {
         "popularity_weight": (0.0, 0.03, 0.1, 0.3),
-        "popularity_weight_warm": (0.0, 0.02, 0.05, 0.1, 0.2),
+        "popularity_weight_warm": (0.0, 0.05, 0.1, 0.2),
         "history_full": (1, 5, 20),
         "query_weight": (0.5, 1.0, 2.0),
     }

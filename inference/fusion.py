@@ -28,14 +28,17 @@ Weights come from :func:`fusion_weights` (normalised to sum to 1):
 * the query weight halves every ``query_half_life_s`` seconds of query age;
 * popularity moves from ``popularity_weight`` (no history) to
   ``popularity_weight_warm`` (full history) along the same ramp, so a text-only
-  user's and a warm user's prior are set apart.
+  user's and a warm user's prior are set apart; the warm part is scaled by the
+  sequence's share of the personal weight (a fresh query halves it), because
+  the prior helped behaviour-only lists but diluted a warm user's fresh query.
 
 Popularity is standardised as is, not as a log: the prior is heavy-headed, so
 its z-score is near zero for most items and large only for the head, which
 makes it a tie-breaker among close matches that speaks up for clearly popular
-items. Measured against log-popularity on the same bundles, it served warm
-users better (NDCG@10 +0.002 to +0.003) at the same text-only quality. Defaults
-were chosen with bench/serving_quality.py (figures in bench/RESULTS.md).
+items. Against log-popularity at the same weight (0.05) it served warm users
+NDCG@10 -0.001..+0.003 (mean +0.001) on four ml-100k bundles, at equal
+text-only quality. Defaults were chosen with bench/serving_quality.py (figures
+in bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -71,7 +74,10 @@ def fusion_weights(
     warmth = min(1.0, history_len / s.history_full)
     w_seq = s.sequence_weight * warmth
     w_q = s.query_weight * query_decay(query_age_s, s.query_half_life_s) if has_query else 0.0
-    w_pop = s.popularity_weight * (1.0 - warmth) + s.popularity_weight_warm * warmth
+    # the warm prior backs the sequence in proportion to its say: a fresh query
+    # (explicit intent) halves it for a warm user, a stale one gives it back
+    seq_share = w_seq / (w_seq + w_q) if w_seq > 0 else 0.0
+    w_pop = s.popularity_weight * (1.0 - warmth) + s.popularity_weight_warm * warmth * seq_share
     total = w_seq + w_q + w_pop
     if total <= 0:
         return Weights(0.0, 0.0, 1.0)

@@ -34,21 +34,22 @@ class FusionSettings(BaseModel):
     # Weight of a fresh query (halves every query_half_life_s). At 1.0 a fresh
     # genre query takes a warm user's top 10 to 0.65-0.87 genre precision (raw
     # mixing: 0.47-0.74) with HR@10 of the next item 1-17% above raw mixing; at
-    # 2.0 genre precision reaches 0.74-0.94 but HR@10 drops 15-20%.
+    # 2.0 genre precision reaches 0.74-0.94 but HR@10 drops 16-20%.
     query_weight: float = Field(default=1.0, ge=0)
     # Popularity weight with no history (text-only users). A tie-breaker, not a
     # competitor: 0 serves text-only users exactly as offline; up to 0.1 moved
     # genre P@10 by < 0.01; 0.3 cost 0.02-0.05.
     # A user with neither history nor query gets popularity alone whatever this is.
     popularity_weight: float = Field(default=0.03, ge=0)
-    # Popularity weight at full history (ramps from popularity_weight with history).
-    # 0 serves warm users exactly as offline; 0.05 moved NDCG@10 by -0.001..+0.003
-    # (mean +0.001); 0.1 by -0.002..+0.005 (mean +0.003) but cost users with a fresh
-    # query ~2% HR@10 and 0.01 genre precision; 0.2 lowered NDCG@10 on 3 of 4.
-    popularity_weight_warm: float = Field(default=0.05, ge=0)
+    # Popularity weight at full history (ramps from popularity_weight with history,
+    # scaled by the sequence's share of the personal weight: halved by a fresh
+    # query). 0 serves warm users exactly as offline; 0.1 moved their NDCG@10 by
+    # -0.002..+0.005 (mean +0.003, +4%) and left users with a fresh query as at
+    # 0.05; 0.05 moved it by -0.001..+0.003; 0.2 fell below offline on 3 of 4.
+    popularity_weight_warm: float = Field(default=0.1, ge=0)
     # History length at which the sequence gets full weight. Served with only their
-    # last 3 items, ml-100k users fared marginally better at 1 than at 5 (NDCG@10
-    # +0.0003..+0.001) and worse at 20 (-0.004..-0.006 on 3 of 4 bundles); 1- and
+    # last 3 items, ml-100k users fared the same at 1 and 5 (within 0.002 either
+    # way) and worse at 20 (NDCG@10 -0.003..-0.007 on 3 of 4 bundles); 1- and
     # 2-item histories, where this matters most, are not measured: kept at 5.
     history_full: int = Field(default=5, ge=1)
     query_half_life_s: float = Field(

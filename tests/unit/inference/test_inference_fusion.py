@@ -41,6 +41,17 @@ def test_popularity_ramps_from_the_cold_to_the_warm_weight() -> None:
     assert warm.popularity < half.popularity  # the share shrinks as history grows
 
 
+def test_a_fresh_query_halves_a_warm_users_popularity_and_a_stale_one_restores_it() -> None:
+    s = FusionSettings(popularity_weight_warm=0.1)
+    h = s.history_full
+    alone = fusion_weights(h, False, None, s)
+    fresh = fusion_weights(h, True, 0.0, s)
+    stale = fusion_weights(h, True, 100 * s.query_half_life_s, s)
+    assert alone.popularity / alone.sequence == pytest.approx(0.1)
+    assert fresh.popularity / fresh.sequence == pytest.approx(0.05)
+    assert stale.popularity / stale.sequence == pytest.approx(0.1, rel=1e-3)
+
+
 def test_query_weight_decays_with_age() -> None:
     assert query_decay(None, 600) == 1.0 and query_decay(600, 600) == pytest.approx(0.5)
     ages = [0.0, 60.0, 600.0, 6000.0]
