@@ -137,7 +137,12 @@ class Worker:
         for rec in out.recommendations:
             self._e2e(rec["trigger"]).observe(max(0.0, rec["emitted_ts"] - rec["event_ts"]))
             self._remember(rec)
-        return await self.produce([*self.changelog.drain(), *out.messages])
+        # Recommendations first: the producer sends in this order, and the batch's
+        # dead letters can be large (up to max_message_bytes of raw each).
+        recs_topic = self.settings.topics.recommendations
+        answers = [m for m in out.messages if m.topic == recs_topic]
+        others = [m for m in out.messages if m.topic != recs_topic]
+        return await self.produce([*answers, *self.changelog.drain(), *others])
 
     async def produce(self, messages: Sequence[OutMessage]) -> asyncio.Future[None]:
         """Hand every message to the producer; the future completes when all are acked."""
