@@ -33,7 +33,7 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import mode
@@ -43,6 +43,7 @@ from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.batching import take_ready
 from stream.catalog import CatalogFollower, ItemOverlay
+from stream.consumer import AtLeastOnceConsumer
 from stream.consumer import install as install_consumer
 from stream.metrics import WorkerMetrics
 from stream.model import Loader, ModelHolder, import_loader
@@ -236,8 +237,7 @@ class Worker:
 
     async def update_lag(self) -> None:
         """Set ``recstream_consumer_lag`` (high watermark − committed offset) per partition."""
-        consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})  # faust keeps no public view
+        consumer = cast(AtLeastOnceConsumer, self.app.consumer)  # see create_app
         inputs = {self.settings.topics.user_events, self.settings.topics.search_text}
         for tp in self.assigned():
             if tp.topic not in inputs:
@@ -245,8 +245,7 @@ class Worker:
             high = consumer.highwater(tp)
             if high is None:  # nothing fetched from it yet
                 continue
-            done = committed.get(tp)
-            lag = high - (done if done is not None else 0)
+            lag = high - consumer.committed_position(tp)
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
 
