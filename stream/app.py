@@ -36,12 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import mode
 
 from recstream.kafka_admin import client_kwargs
 from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.batching import take_ready
 from stream.catalog import CatalogFollower, ItemOverlay
+from stream.consumer import install as install_consumer
 from stream.metrics import WorkerMetrics
 from stream.model import Loader, ModelHolder, import_loader
 from stream.processing import BatchProcessor, InMessage, OutMessage, dlq_record
@@ -75,6 +77,7 @@ class Worker:
             Path(source), loader=loader, metrics=self.metrics, overlay=self.overlay
         )
         self.latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.failed = False  # the recommend agent died: not ready, the worker is stopping
         self._e2e_children: dict[str, Any] = {}
         topics = settings.topics
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
@@ -217,8 +220,12 @@ class Worker:
             "input_partitions": mine,
             "catalog_caught_up": self.catalog.caught_up.is_set(),
         }
+        state["agent_failed"] = self.failed
         state["ready"] = bool(
-            state["model_loaded"] and state["partitions_assigned"] and state["catalog_caught_up"]
+            state["model_loaded"]
+            and state["partitions_assigned"]
+            and state["catalog_caught_up"]
+            and not self.failed
         )
         return state
 
@@ -334,8 +341,12 @@ def create_app(
         autodiscover=False,
         # Per-partition state moves with its partition; no hot standby by default.
         table_standby_replicas=0,
+        # An agent that raises stops the worker instead of being restarted in place
+        # (see the recommend agent).
+        agent_supervisor=mode.CrashingSupervisor,
         broker_credentials=faust_credentials(settings),
     )
+    install_consumer(app)  # never commits past an unanswered input (stream.consumer)
     worker = Worker(app, settings, ws, loader or import_loader(ws.loader))
     app.recstream = worker  # type: ignore[attr-defined]
     topics = settings.topics
@@ -351,9 +362,19 @@ def create_app(
         await worker.holder.loaded.wait()
         acks = AckPipeline(stream, depth=ws.max_inflight_batches)
         batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
-        async for events in batches:
-            delivered = await worker.handle_batch(events)
-            await acks.add(events, delivered)
+        try:
+            async for events in batches:
+                delivered = await worker.handle_batch(events)
+                await acks.add(events, delivered)
+        except Exception as exc:
+            # Bad input never gets here (it is dead-lettered): this is a bug or a
+            # delivery failure. A restarted agent would leave this batch unacked
+            # forever, blocking commits, while /readyz kept saying ready; so the
+            # whole worker stops (non-zero exit, supervisor restarts it) and its
+            # uncommitted events are consumed again.
+            log.critical("recommend agent failed; stopping the worker", exc_info=exc)
+            worker.failed = True
+            raise
 
     @app.task
     async def load_model() -> None:

@@ -2,8 +2,9 @@
 
 - ``GET /metrics``: Prometheus text format (names in docs/metrics.md).
 - ``GET /healthz``: 200 while the process runs its event loop.
-- ``GET /readyz``: 200 when a bundle is loaded, partitions are assigned and the
-  catalog is caught up; 503 (with the reasons as JSON) otherwise.
+- ``GET /readyz``: 200 when a bundle is loaded, partitions are assigned, the
+  catalog is caught up and the agent has not failed; 503 (with the reasons as
+  JSON) otherwise. A failed agent also stops the process (``stream.app``).
 - ``GET /trending``: the most clicked items of the current window (this worker's users).
 - ``GET /users/{user_id}/recommendations``: the latest recommendation this
   worker emitted for that user (users on its partitions, most recent 100k);

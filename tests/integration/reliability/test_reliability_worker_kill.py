@@ -29,13 +29,6 @@ from tests.integration.reliability.faults import (
 pytestmark = pytest.mark.integration
 
 RATE = 500.0
-# Open bug (issue 7), kept visible rather than skipped: in one CI-style run on
-# 2026-11-23 the last restarted worker was ready on all 4 partitions yet 3,012 of
-# 12,997 accepted events (a contiguous early range) were never answered and no
-# recommendation came for 60 s; other runs of the same test lost nothing. Whether
-# offsets were committed past unanswered events or the agent stopped consuming
-# is not yet known. Remove the xfail when fixed.
-KNOWN_LOSS = "intermittent: events unanswered after kill -9 + restart (see comment)"
 WINDOW = WorkerSettings().exclude_window  # how much of a sequence the table keeps
 
 
@@ -49,7 +42,7 @@ def as_pairs(stored: object) -> list[tuple[str, int]]:
 @pytest.mark.parametrize(
     "kills",
     [
-        pytest.param(3, id="kills3", marks=pytest.mark.xfail(reason=KNOWN_LOSS, strict=False)),
+        pytest.param(3, id="kills3"),
         pytest.param(10, id="kills10", marks=long_variant),
     ],
 )

@@ -1,0 +1,189 @@
+"""AtLeastOnceConsumer: never commit past an input record the agent did not ack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from stream.consumer import AtLeastOnceConsumer, RecordsSkipped, install
+
+UE = TP("user-events", 0)
+
+
+class FakeThread:
+    def __init__(self, committed: dict[TP, int | None], earliest: int = 0) -> None:
+        self.committed = committed
+        self.earliest = earliest
+        self.to_beginning: list[TP] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *tps: TP) -> None:
+        self.to_beginning.extend(tps)
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, self.earliest)
+
+
+def consumer(
+    committed: dict[TP, int | None] | None = None, changelogs: set[str] | None = None
+) -> tuple[Any, FakeThread]:
+    """The consumer's offset logic without Faust's service machinery."""
+    c: Any = object.__new__(AtLeastOnceConsumer)
+    thread = FakeThread(committed or {})
+    c._thread = thread
+    c.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics=changelogs or set()))
+    c._floor = {}
+    c._expected = {}
+    c._rewound = {}
+    c._acked = defaultdict(list)
+    c._acked_index = defaultdict(set)
+    c._gap = defaultdict(IntervalTree)
+    c._committed_offset = defaultdict(lambda: None)
+    c.crashed_with = []
+
+    async def crash(exc: BaseException) -> None:
+        c.crashed_with.append(exc)
+
+    c.crash = crash
+    return c, thread
+
+
+def ack(c: Any, tp: TP, *offsets: int) -> None:
+    for o in offsets:
+        c._acked[tp].append(o)
+        c._acked_index[tp].add(o)
+
+
+def test_only_uncommitted_input_partitions_are_sought_to_the_beginning() -> None:
+    committed = {
+        TP("user-events", 0): 120,  # aiokafka already sought it
+        TP("user-events", 1): None,  # nothing committed: aiokafka did not seek
+        TP("search-text", 2): 0,  # committed 0: aiokafka does not seek either
+        TP("app-user_sequence-changelog", 1): None,  # recovery positions changelogs
+    }
+    c, thread = consumer(committed, {"app-user_sequence-changelog"})
+    result = asyncio.run(c.seek_to_committed())
+    assert result == committed  # Faust's view of committed offsets is unchanged
+    assert sorted(thread.to_beginning) == [TP("search-text", 2), TP("user-events", 1)]
+    assert c._floor == {TP("search-text", 2): 0, TP("user-events", 1): 0}
+
+
+def test_commits_the_consecutive_acked_run() -> None:
+    c, _ = consumer()
+    c._committed_offset[UE] = 10
+    ack(c, UE, 12, 10, 11, 15)
+    assert c._new_offset(UE) == 13
+    assert c._acked[UE] == [15]
+
+
+def test_no_commit_past_unacked_records_when_nothing_is_committed_yet() -> None:
+    # Faust skipped its head check here (committed None): records 0..140 dropped by
+    # a rebalance, 141.. acked, and it committed 142, losing 0..140.
+    c, _ = consumer()
+    ack(c, UE, *range(141, 200))
+    assert c._new_offset(UE) is None
+    ack(c, UE, *range(0, 141))
+    assert c._new_offset(UE) == 200
+
+
+def test_head_check_uses_the_partitions_beginning_after_retention() -> None:
+    c, _ = consumer({UE: None})
+    c._thread.earliest = 5000  # older records deleted by retention
+    asyncio.run(c.seek_to_committed())
+    ack(c, UE, 5000, 5001)
+    assert c._new_offset(UE) == 5002
+
+
+def test_one_offset_hole_is_a_transaction_marker_and_is_committed_through() -> None:
+    c, _ = consumer()
+    c._committed_offset[UE] = 10
+    asyncio.run(c._add_gap(UE, 12, 13))  # offset 12 never delivered: a marker
+    ack(c, UE, 10, 11, 13, 14)
+    assert c._new_offset(UE) == 15
+    assert c.crashed_with == []
+
+
+def test_a_wider_jump_stops_the_worker_instead_of_committing_through_it() -> None:
+    c, _ = consumer()
+    c._committed_offset[UE] = 49
+    ack(c, UE, *range(49, 323))
+    with pytest.raises(RecordsSkipped, match=r"323\.\.817"):
+        asyncio.run(c._add_gap(UE, 323, 818))
+    assert isinstance(c.crashed_with[0], RecordsSkipped)
+    ack(c, UE, *range(818, 900))
+    assert c._new_offset(UE) == 323  # the acked run before the hole, never beyond
+    assert c._new_offset(UE) is None
+
+
+def test_install_makes_the_worker_app_build_this_consumer(tmp_path: Path) -> None:
+    from recstream.settings import Settings
+    from stream.app import create_app
+    from stream.settings import WorkerSettings
+
+    settings = Settings(state_dir=tmp_path)
+    app = create_app(settings, WorkerSettings(store="memory://"), loader=lambda p: None)  # type: ignore[arg-type,return-value]
+    # The consumer itself is built lazily by the worker from this class.
+    assert app.transport.Consumer is AtLeastOnceConsumer
+    install(app)  # idempotent
+    assert app.transport.Consumer is AtLeastOnceConsumer
+
+
+def test_a_hole_in_fetched_records_rewinds_the_partition_and_keeps_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import faust.transport.consumer as faust_consumer
+
+    fetched = [
+        *range(0, 90),
+        *range(99, 106),  # 90..98 dropped by Faust: the hole
+        *range(106, 110),  # still in the same fetch: discarded until the rewind lands
+        *range(90, 120),  # after the seek back
+    ]
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for o in fetched:
+            yield UE, SimpleNamespace(offset=o)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+    c, _ = consumer({UE: 0})
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    c.seek = seek
+
+    async def run() -> list[int]:
+        await c.seek_to_committed()  # assignment: expect offset 0 (committed 0 = start)
+        return [m.offset async for _, m in c.getmany(1.0)]
+
+    assert asyncio.run(run()) == list(range(0, 120))
+    assert seeks == [(UE, 90)]
+
+
+def test_one_offset_holes_and_seeks_back_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faust.transport.consumer as faust_consumer
+
+    fetched = [10, 11, 13, 14, 12, 13, 14, 15]  # a marker at 12 is not a hole; then a re-read
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for o in fetched:
+            yield UE, SimpleNamespace(offset=o)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+    c, _ = consumer({UE: 10})
+
+    async def run() -> list[int]:
+        await c.seek_to_committed()
+        return [m.offset async for _, m in c.getmany(1.0)]
+
+    assert asyncio.run(run()) == fetched
