@@ -59,7 +59,7 @@ def test_softmax_candidates_are_the_trained_items_only() -> None:
     assert index.tolist() == [0, -1, 1, 2, -1]
 
 
-def test_cold_items_reach_the_top_of_their_cluster() -> None:
+def test_cold_items_compete_with_their_on_topic_warm_rivals() -> None:
     torch.manual_seed(0)
     text, cold = _catalog()
     train = _sequences(cold, n_users=200, length=12, seed=1)
@@ -89,10 +89,9 @@ def test_cold_items_reach_the_top_of_their_cluster() -> None:
     for row, seq in enumerate(held):
         cluster = int(seq[0]) // PER_CLUSTER
         target = cold[cluster]
-        rivals = [j for j in range(cluster * PER_CLUSTER, (cluster + 1) * PER_CLUSTER)]
-        rivals = [j for j in rivals if j != target]
-        rivals = [j for j in rivals if np.isfinite(scores[row, j])]
+        members = range(cluster * PER_CLUSTER, (cluster + 1) * PER_CLUSTER)
+        rivals = [j for j in members if j != target and np.isfinite(scores[row, j])]
         if rivals:
             beaten.append(float(np.mean(scores[row, target] > scores[row, rivals])))
     assert len(beaten) >= 50
-    assert np.mean(beaten) >= 0.1  # measured 0.14-0.69 over seeds; 0.00-0.02 before the fix
+    assert np.mean(beaten) >= 0.1  # measured 0.22-0.53 over 4 seeds; 0.00-0.02 before
