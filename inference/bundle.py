@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,21 +153,28 @@ def verify_bundle(path: Path) -> Manifest:
     """Check the manifest and every file's sha256; return the manifest."""
     path = Path(path)
     manifest = _read_manifest(path)
+    verify_files(path, manifest.files)
+    return manifest
+
+
+def verify_files(path: Path, files: Mapping[str, str]) -> None:
+    """Every file of ``files`` (name → sha256) present and intact, and no other file
+    beside the manifest; raises a :class:`~recstream.errors.BundleError` subclass.
+    Also used by training to check what it wrote."""
     on_disk = {
         p.relative_to(path).as_posix()
         for p in path.rglob("*")
         if p.is_file() and p.name != MANIFEST
     }
-    for name in sorted(on_disk - manifest.files.keys()):
+    for name in sorted(on_disk - files.keys()):
         raise BundleUnexpectedFileError(name)
-    for name, expected in sorted(manifest.files.items()):
+    for name, expected in sorted(files.items()):
         fpath = path / name
         if not fpath.is_file():
             raise BundleFileMissingError(name)
         actual = sha256_file(fpath)
         if actual != expected.lower():
             raise BundleHashError(name, expected, actual)
-    return manifest
 
 
 def _read_items(path: Path) -> list[Item]:

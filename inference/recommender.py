@@ -21,7 +21,7 @@ import numpy as np
 from inference.bundle import Bundle, load_bundle
 from inference.encoders import SequenceEncoder, TextEncoder
 from inference.errors import InferenceError
-from inference.fusion import fuse, fusion_weights
+from inference.fusion import Calibration, fuse, fusion_weights
 from inference.index import ItemIndex, load_index
 from inference.providers import faiss_device, onnx_plan
 from inference.settings import InferenceSettings
@@ -86,6 +86,7 @@ class OnnxRecommender:
         self.sequence_encoder = sequence_encoder
         self.index = index
         self._titles = {it.item_id: it.title for it in bundle.items}
+        self._calibration = self._calibrate()
         self._closed = False
 
     @classmethod
@@ -131,7 +132,16 @@ class OnnxRecommender:
 
     def set_popularity(self, scores: dict[str, float]) -> int:
         """Replace the popularity prior (values in [0, 1]) of the given items; returns hits."""
-        return self.index.set_popularity(scores)
+        hits = self.index.set_popularity(scores)
+        if self._calibration is not None:  # the popularity scale moved (O(N), no vector work)
+            self._calibration = self._calibration.with_popularity(self.index.popularity)
+        return hits
+
+    def _calibrate(self) -> Calibration | None:
+        """Catalog statistics for ``normalize="zscore"`` fusion (None: raw scores)."""
+        if self.settings.fusion.normalize != "zscore" or len(self.index) == 0:
+            return None
+        return Calibration.of(self.index.vectors, self.index.popularity)
 
     def maintain(self) -> bool:
         """Compact a tombstoned HNSW index when it asks for it (call off the hot path)."""
@@ -201,6 +211,7 @@ class OnnxRecommender:
                 history_ids=hist_ids[i],
                 excluded_rows=excluded[i],
                 k=max(min(req.k, len(idx)), 0),
+                calibration=self._calibration,
             )
             items = [
                 ScoredItem(iid, f.score, f.sources, f.because)

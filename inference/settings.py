@@ -10,29 +10,48 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Normalize = Literal["zscore", "none"]
+
 
 class FusionSettings(BaseModel):
-    """How candidate sources are weighted (see :mod:`inference.fusion`)."""
+    """How candidate sources are weighted (see :mod:`inference.fusion`).
+
+    With ``normalize="zscore"`` every weight multiplies a score standardised over
+    the catalog, so weights compare standard deviations, whatever the bundle.
+    Defaults chosen with ``bench/serving_quality.py --grid`` on four ml-100k
+    bundles (frozen, fully fine-tuned and cold-split text towers; figures in
+    bench/RESULTS.md, inference section); the ranges quoted below are over them.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sequence_weight: float = Field(
-        default=1.0, ge=0
-    )  # weight of <user_vector, item> at full history
-    query_weight: float = Field(
-        default=1.0, ge=0
-    )  # weight of <query_vector, item> for a fresh query
-    # Weight of the popularity prior for a user with no history. Small because it is
-    # on another scale than cosines: popularity spans [0, 1] while a query's cosines
-    # to its good and its generic matches differ by ~0.1. Measured on ml-100k
-    # (text-only users, 300 synthetic queries, serving path): genre P@10 0.41 at
-    # 0.3, 0.62 at 0.1, 0.71 at 0.05. A user with neither history nor query is
-    # served by popularity alone whatever this is (weights are normalised).
-    popularity_weight: float = Field(default=0.05, ge=0)
-    popularity_floor: float = Field(default=0.05, ge=0)  # popularity weight kept for a warm user
-    history_full: int = Field(
-        default=5, ge=1
-    )  # history length at which the sequence gets full weight
+    # "zscore": each source standardised against catalog statistics before mixing;
+    # "none": raw cosines and popularity in [0, 1] mixed as they are (the
+    # pre-calibration behaviour: popularity crowds a query out; kept to compare).
+    normalize: Normalize = "zscore"
+    # weight of the sequence source at full history (ramps up from 0, see history_full)
+    sequence_weight: float = Field(default=1.0, ge=0)
+    # Weight of a fresh query (halves every query_half_life_s). At 1.0 a fresh
+    # genre query takes a warm user's top 10 to 0.65-0.87 genre precision (raw
+    # mixing: 0.47-0.74) with HR@10 of the next item 1-17% above raw mixing; at
+    # 2.0 genre precision reaches 0.74-0.94 but HR@10 drops 16-20%.
+    query_weight: float = Field(default=1.0, ge=0)
+    # Popularity weight with no history (text-only users). A tie-breaker, not a
+    # competitor: 0 serves text-only users exactly as offline; up to 0.1 moved
+    # genre P@10 by < 0.01; 0.3 cost 0.02-0.05.
+    # A user with neither history nor query gets popularity alone whatever this is.
+    popularity_weight: float = Field(default=0.03, ge=0)
+    # Popularity weight at full history (ramps from popularity_weight with history,
+    # scaled by the sequence's share of the personal weight: halved by a fresh
+    # query). 0 serves warm users exactly as offline; 0.1 moved their NDCG@10 by
+    # -0.002..+0.005 (mean +0.003, +4%) and left users with a fresh query as at
+    # 0.05; 0.05 moved it by -0.001..+0.003; 0.2 fell below offline on 3 of 4.
+    popularity_weight_warm: float = Field(default=0.1, ge=0)
+    # History length at which the sequence gets full weight. Served with only their
+    # last 3 items, ml-100k users fared the same at 1 and 5 (within 0.002 either
+    # way) and worse at 20 (NDCG@10 -0.003..-0.007 on 3 of 4 bundles); 1- and
+    # 2-item histories, where this matters most, are not measured: kept at 5.
+    history_full: int = Field(default=5, ge=1)
     query_half_life_s: float = Field(
         default=600.0, gt=0
     )  # query weight halves every this many seconds

@@ -3,7 +3,10 @@
 The stream micro-batches events and calls :meth:`Recommender.recommend_batch`
 once per batch; everything here is plain data so tests can build it by hand.
 Vectors are float32, L2-normalised, in the bundle's item space (dimension
-``Recommender.dim``); scores are inner products (cosine) after fusion weights.
+``Recommender.dim``). A :class:`ScoredItem` score is the fused score: by default
+a weighted sum of source scores standardised over the catalog (so not bounded
+and not a cosine; only its order within one result means something), see
+:mod:`inference.fusion`.
 """
 
 from __future__ import annotations

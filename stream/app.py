@@ -33,7 +33,7 @@ import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import mode
@@ -43,6 +43,7 @@ from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.batching import take_ready
 from stream.catalog import CatalogFollower, ItemOverlay
+from stream.consumer import AtLeastOnceConsumer
 from stream.consumer import install as install_consumer
 from stream.metrics import WorkerMetrics
 from stream.model import Loader, ModelHolder, import_loader
@@ -137,7 +138,12 @@ class Worker:
         for rec in out.recommendations:
             self._e2e(rec["trigger"]).observe(max(0.0, rec["emitted_ts"] - rec["event_ts"]))
             self._remember(rec)
-        return await self.produce([*self.changelog.drain(), *out.messages])
+        # Recommendations first: the producer sends in this order, and the batch's
+        # dead letters can be large (up to max_message_bytes of raw each).
+        recs_topic = self.settings.topics.recommendations
+        answers = [m for m in out.messages if m.topic == recs_topic]
+        others = [m for m in out.messages if m.topic != recs_topic]
+        return await self.produce([*answers, *self.changelog.drain(), *others])
 
     async def produce(self, messages: Sequence[OutMessage]) -> asyncio.Future[None]:
         """Hand every message to the producer; the future completes when all are acked."""
@@ -234,8 +240,7 @@ class Worker:
 
     async def update_lag(self) -> None:
         """Set ``recstream_consumer_lag`` (high watermark − committed offset) per partition."""
-        consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})  # faust keeps no public view
+        consumer = cast(AtLeastOnceConsumer, self.app.consumer)  # see create_app
         inputs = {self.settings.topics.user_events, self.settings.topics.search_text}
         for tp in self.assigned():
             if tp.topic not in inputs:
@@ -243,8 +248,7 @@ class Worker:
             high = consumer.highwater(tp)
             if high is None:  # nothing fetched from it yet
                 continue
-            done = committed.get(tp)
-            lag = high - (done if done is not None else 0)
+            lag = high - consumer.committed_position(tp)
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
 

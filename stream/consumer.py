@@ -115,6 +115,11 @@ class AtLeastOnceConsumer(AIOKafkaConsumer):
         await self.crash(exc)
         raise exc
 
+    def committed_position(self, tp: TP) -> int:
+        """Where ``tp`` would resume now: its committed offset, else its beginning."""
+        committed = self._committed_offset.get(tp)
+        return int(committed) if committed else self._floor.get(tp, 0)
+
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if not acked:

@@ -9,7 +9,6 @@ lands on main (training must not depend on an unmerged module).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -19,20 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from inference.bundle import sha256_file, verify_files
 from training.errors import BundleError
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def staging_dir(root: Path, version: str) -> Path:
@@ -95,13 +87,5 @@ def verify_bundle(path: Path) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{mpath}: no 'files' table")
-    for name, digest in files.items():
-        f = path / name
-        if Path(name).name != name or not f.is_file():
-            raise BundleError(f"bundle {path}: file {name!r} listed in the manifest is missing")
-        if sha256_file(f) != digest:
-            raise BundleError(f"bundle {path}: {name} does not match its sha256 (modified?)")
-    extra = sorted(p.name for p in path.iterdir() if p.name != MANIFEST and p.name not in files)
-    if extra:
-        raise BundleError(f"bundle {path}: files not in the manifest: {', '.join(extra)}")
+    verify_files(path, files)  # the serving loader's own file check
     return manifest

@@ -1,5 +1,12 @@
-"""Item vectors = L2norm(text vector + shared offset + learned residual); cold items
-use text only (text vector + the offset every text vector gets).
+"""Item vectors = L2norm(text vector - centre + shared offset + learned residual); cold
+items use text only (text vector - centre + the offset every text vector gets).
+
+``centre`` is the mean text vector of the catalog (fixed at construction). MiniLM
+sentence vectors share a large common component (mean pairwise cosine ~0.4 on
+MovieLens titles), which squeezes every text-only item's score into a narrow
+band; warm items get their spread back from their residuals, cold items cannot.
+Centring lets the distinctive part of the text decide (as BERT-whitening does
+for sentence similarity).
 
 The residual carries what behaviour knows and text does not (popularity,
 taste clusters). It is zero-initialised, weight-decayed, and randomly dropped
@@ -26,13 +33,17 @@ class ItemSpace(nn.Module):
 
     text: torch.Tensor  # (N,D) buffer
     warm: torch.Tensor  # (N,) buffer, 1.0 = seen in training
+    centre: torch.Tensor  # (D,) buffer, subtracted from every text vector
 
-    def __init__(self, text_vectors: np.ndarray, warm: np.ndarray) -> None:
-        """``text_vectors`` (N,D) float32; ``warm`` (N,) bool, items seen in training."""
+    def __init__(self, text_vectors: np.ndarray, warm: np.ndarray, *, centre: bool = True) -> None:
+        """``text_vectors`` (N,D) float32; ``warm`` (N,) bool, items seen in training;
+        ``centre`` subtracts the catalog's mean text vector (see the module docstring)."""
         super().__init__()
         self.register_buffer(
             "text", torch.from_numpy(np.ascontiguousarray(text_vectors, np.float32))
         )
+        mean = self.text.mean(0) if centre and len(self.text) else torch.zeros(self.text.shape[1])
+        self.register_buffer("centre", mean)
         self.register_buffer("warm", torch.from_numpy(warm.astype(np.float32)))
         self.residual = nn.Parameter(torch.zeros_like(self.text))  # (N,D)
         self.shared = nn.Parameter(torch.zeros(self.text.shape[1]))  # (D,)
@@ -42,17 +53,24 @@ class ItemSpace(nn.Module):
         keep = self.warm
         if self.training and residual_dropout > 0:
             keep = keep * (torch.rand_like(keep) >= residual_dropout).to(keep.dtype)
-        return F.normalize(self.text + self.shared + self.residual * keep[:, None], dim=-1)
+        return F.normalize(self.text + self.text_offset() + self.residual * keep[:, None], dim=-1)
+
+    def text_offset(self) -> torch.Tensor:
+        """(D,) what every text vector gets added: ``shared - centre`` (the serving offset)."""
+        return self.shared - self.centre
 
     @torch.no_grad()
     def export(self) -> np.ndarray:
         """The serving item vectors (no dropout)."""
-        vectors = self.text + self.shared + self.residual * self.warm[:, None]
+        vectors = self.text + self.text_offset() + self.residual * self.warm[:, None]
         return F.normalize(vectors, dim=-1).numpy()
 
 
 class ServingTextEncoder(nn.Module):
-    """The text tower as served: ``L2norm(tower(text) + shared)``, for queries and new items."""
+    """The text tower as served: ``L2norm(tower(text) + offset)``, for queries and new items.
+
+    ``offset`` is :meth:`ItemSpace.text_offset` (learned shift minus the catalog centre).
+    """
 
     shared: torch.Tensor  # (D,) buffer
 

@@ -156,7 +156,7 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
     timings["sequence_s"] = time.perf_counter() - t
     # serve the tower with the learned offset baked in: queries and new items then
     # land exactly where cold items were trained to be (item_space.ServingTextEncoder)
-    serving = ServingTextEncoder(encoder, result.space.shared).eval()
+    serving = ServingTextEncoder(encoder, result.space.text_offset()).eval()
     return Fitted(ds, split, tok, serving, result, result.space.export(), tune, timings)
 
 

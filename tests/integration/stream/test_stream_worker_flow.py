@@ -99,3 +99,14 @@ async def test_events_queries_and_bad_messages(workers, make_client, tiny_bundle
     assert "recstream_index_items 200.0" in text
     for stage in ("decode", "encode_text", "encode_sequence", "search", "fuse", "produce"):
         assert f'recstream_stage_latency_seconds_count{{stage="{stage}"}}' in text
+
+    # consumer lag per input partition (the "lag growing" alert reads it), set every 5 s
+    topic = workers.settings.topics.user_events
+    lag = re.compile(rf'recstream_consumer_lag\{{partition="(\d)",topic="{topic}"\}} (\S+)')
+    for _ in range(40):
+        found = {p: float(v) for p, v in lag.findall(worker.get("/metrics")[1].decode())}
+        if len(found) == 4:
+            break
+        await asyncio.sleep(0.5)
+    assert sorted(found) == ["0", "1", "2", "3"], found
+    assert all(0 <= v <= 10 for v in found.values()), found  # a handful of events, all answered

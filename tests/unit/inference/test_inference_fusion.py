@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.fusion import Weights, fuse, fusion_weights, query_decay
+from inference.fusion import (
+    Calibration,
+    Weights,
+    fuse,
+    fusion_weights,
+    query_decay,
+)
 from inference.settings import FusionSettings
 
 S = FusionSettings()
@@ -23,6 +29,27 @@ def test_sequence_weight_grows_with_history_and_popularity_shrinks() -> None:
     seq = [w.sequence for w in ws]
     assert seq == sorted(seq) and seq[0] == 0 and seq[S.history_full] == seq[-1]
     assert ws[S.history_full].popularity < ws[1].popularity
+
+
+def test_popularity_ramps_from_the_cold_to_the_warm_weight() -> None:
+    s = FusionSettings(popularity_weight=0.3, popularity_weight_warm=0.1)
+    cold = fusion_weights(0, True, 0.0, s)  # text-only user
+    warm = fusion_weights(s.history_full, False, None, s)
+    half = fusion_weights(s.history_full // 2 or 1, False, None, s)
+    assert cold.popularity / cold.query == pytest.approx(0.3)
+    assert warm.popularity / warm.sequence == pytest.approx(0.1)
+    assert warm.popularity < half.popularity  # the share shrinks as history grows
+
+
+def test_a_fresh_query_halves_a_warm_users_popularity_and_a_stale_one_restores_it() -> None:
+    s = FusionSettings(popularity_weight_warm=0.1)
+    h = s.history_full
+    alone = fusion_weights(h, False, None, s)
+    fresh = fusion_weights(h, True, 0.0, s)
+    stale = fusion_weights(h, True, 100 * s.query_half_life_s, s)
+    assert alone.popularity / alone.sequence == pytest.approx(0.1)
+    assert fresh.popularity / fresh.sequence == pytest.approx(0.05)
+    assert stale.popularity / stale.sequence == pytest.approx(0.1, rel=1e-3)
 
 
 def test_query_weight_decays_with_age() -> None:
@@ -77,10 +104,24 @@ def test_excluded_rows_never_returned_and_scores_sorted() -> None:
     assert _fuse(excluded_rows=np.arange(6)) == []
 
 
-def test_scores_sources_and_because() -> None:
-    by_row = {f.row: f for f in _fuse()}
-    expect = 0.5 * VEC[1] @ VEC[0] + 0.4 * VEC[1] @ VEC[2] + 0.1 * POP[1]
-    assert by_row[1].score == pytest.approx(float(expect), rel=1e-5)
+def test_scores_are_catalog_standardised_sources_mixed_by_weight() -> None:
+    cal = Calibration.of(VEC, POP)
+    by_row = {f.row: f for f in _fuse(calibration=cal)}
+    # by hand: each source's score standardised over all six items, then weighted
+    seq_all, q_all, pop_all = VEC @ VEC[0], VEC @ VEC[2], POP
+
+    def z(all_scores: np.ndarray, row: int) -> float:
+        return float((all_scores[row] - all_scores.mean()) / all_scores.std())
+
+    expect = 0.5 * z(seq_all, 1) + 0.4 * z(q_all, 1) + 0.1 * z(pop_all, 1)
+    assert by_row[1].score == pytest.approx(expect, rel=1e-4)
+    raw = {f.row: f for f in _fuse()}  # no calibration: raw cosines and popularity
+    expect_raw = 0.5 * VEC[1] @ VEC[0] + 0.4 * VEC[1] @ VEC[2] + 0.1 * POP[1]
+    assert raw[1].score == pytest.approx(float(expect_raw), rel=1e-5)
+
+
+def test_sources_and_because() -> None:
+    by_row = {f.row: f for f in _fuse(calibration=Calibration.of(VEC, POP))}
     assert by_row[1].sources == ("sequence",) and by_row[1].because == "h0"
     assert by_row[2].sources == ("query",) and by_row[2].because == "q text"
     assert by_row[4].sources == ("popular",) and by_row[4].because is None
@@ -117,3 +158,68 @@ def test_query_explains_only_items_it_proposed() -> None:
     assert by_row[4].because is None  # proposed by popularity only
     seq_only = _fuse(candidates={"sequence": np.array([2])}, query_vector=VEC[2])
     assert seq_only[0].because == "h0"  # the query did not propose it
+
+
+def _text_only(vectors: np.ndarray, popularity: np.ndarray, calibrated: bool) -> list[int]:
+    """Rows served to a text-only user (default weights) whose query is axis 0."""
+    out = fuse(
+        candidates={"query": np.arange(len(vectors) - 1), "popular": np.array([len(vectors) - 1])},
+        vectors=vectors,
+        popularity=popularity,
+        weights=fusion_weights(0, True, 0.0, S),
+        user_vector=None,
+        query_vector=np.eye(vectors.shape[1], dtype=np.float32)[0],
+        query_text="q",
+        history_rows=np.array([], dtype=np.int64),
+        history_ids=[],
+        excluded_rows=np.array([], dtype=np.int64),
+        k=len(vectors),
+        calibration=Calibration.of(vectors, popularity) if calibrated else None,
+    )
+    return [f.row for f in out]
+
+
+def _at_cosine(cos: list[float]) -> np.ndarray:
+    """Unit vectors whose cosine to axis 0 is ``cos[i]``."""
+    c = np.asarray(cos, dtype=np.float32)
+    return np.stack([c, np.sqrt(1 - c**2), np.zeros_like(c)], axis=1)
+
+
+def test_popularity_breaks_ties_between_equal_query_matches_for_a_cold_user() -> None:
+    vectors = _at_cosine([0.9, 0.9, 0.3])  # two equal matches, then a popular non-match
+    rows = _text_only(vectors, np.array([0.0, 0.5, 1.0], dtype=np.float32), calibrated=True)
+    assert rows == [1, 0, 2]  # the more popular match first; the non-match stays last
+
+
+def test_a_narrow_cosine_band_does_not_let_popularity_crowd_out_the_query() -> None:
+    # Query cosines 0.49-0.52 (a frozen text tower's typical spread): mixed raw,
+    # the most popular item wins; standardised, the query's order stands.
+    vectors = _at_cosine([0.52, 0.51, 0.50, 0.49])
+    pop = np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+    assert _text_only(vectors, pop, calibrated=True) == [0, 1, 2, 3]
+    assert _text_only(vectors, pop, calibrated=False)[0] == 3
+
+
+def test_a_sources_scale_does_not_change_its_standardised_scores() -> None:
+    cal = Calibration.of(VEC, POP)
+    base = _fuse(calibration=cal)
+    scaled = _fuse(calibration=cal, user_vector=3 * VEC[0])  # every cosine tripled
+    assert [(f.row, f.sources) for f in scaled] == [(f.row, f.sources) for f in base]
+    assert np.allclose([f.score for f in scaled], [f.score for f in base], atol=1e-5)
+
+
+def test_a_source_that_sees_all_items_alike_contributes_nothing() -> None:
+    flat = np.full(6, 0.5, dtype=np.float32)
+    out = _fuse(popularity=flat, weights=Weights(0, 0, 1), calibration=Calibration.of(VEC, flat))
+    assert all(f.score == 0.0 for f in out) and [f.row for f in out] == [1, 2, 3, 4, 5]
+    cal = Calibration.of(VEC, POP)
+    assert np.all(cal.vector_z(np.ones(3, np.float32), np.zeros(3, np.float32)) == 0)
+
+
+def test_calibration_follows_a_new_popularity_prior_only() -> None:
+    cal = Calibration.of(VEC, POP)
+    moved = cal.with_popularity(POP[::-1].copy())
+    assert moved.cov is cal.cov and moved.pop_mean == pytest.approx(cal.pop_mean)
+    assert moved.popularity_z(POP[:1])[0] == pytest.approx(cal.popularity_z(POP[:1])[0])
+    doubled = cal.with_popularity(np.minimum(2 * POP, 1))
+    assert doubled.pop_mean > cal.pop_mean

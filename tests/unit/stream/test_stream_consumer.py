@@ -187,3 +187,12 @@ def test_one_offset_holes_and_seeks_back_pass_through(monkeypatch: pytest.Monkey
         return [m.offset async for _, m in c.getmany(1.0)]
 
     assert asyncio.run(run()) == fetched
+
+
+def test_committed_position_is_the_commit_or_the_partitions_beginning() -> None:
+    c, _ = consumer()
+    c._committed_offset[UE] = 120
+    c._floor[TP("user-events", 1)] = 5000  # retention deleted the older records
+    assert c.committed_position(UE) == 120
+    assert c.committed_position(TP("user-events", 1)) == 5000
+    assert c.committed_position(TP("user-events", 2)) == 0

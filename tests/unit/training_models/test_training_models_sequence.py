@@ -100,9 +100,31 @@ def test_cold_items_get_text_plus_shared_offset_only() -> None:
         space.residual.normal_()
         space.shared.normal_()
     out = space.export()
-    cold = text[3:5] + space.shared.detach().numpy()
+    offset = space.shared.detach().numpy() - text.mean(0)  # learned shift minus the centre
+    np.testing.assert_allclose(space.text_offset().detach().numpy(), offset, atol=1e-6)
+    cold = text[3:5] + offset
     np.testing.assert_allclose(
         out[3:5], cold / np.linalg.norm(cold, axis=1, keepdims=True), atol=1e-6
     )
-    assert not np.allclose(out[0], (text[0] + space.shared.detach().numpy()) / 1.0, atol=1e-3)
+    warm0 = text[0] + offset
+    assert not np.allclose(out[0], warm0 / np.linalg.norm(warm0), atol=1e-3)  # has a residual
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+
+
+def test_centring_spreads_text_only_scores() -> None:
+    """Text vectors sharing a common component: centring removes it, so a user's scores
+    over text-only items spread out instead of sitting in a narrow band."""
+    from training.item_space import ItemSpace
+
+    common = random_unit(1, DIM, seed=6)
+    text = 2.0 * common + 0.5 * random_unit(30, DIM, seed=7)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    cold = np.zeros(30, dtype=bool)  # all text-only
+    user = torch.from_numpy(random_unit(1, DIM, seed=8)[0])
+    raw = ItemSpace(text, cold, centre=False).eval()
+    centred = ItemSpace(text, cold).eval()
+    with torch.no_grad():
+        spread_raw = (raw() @ user).std()
+        spread_centred = (centred() @ user).std()
+    assert spread_centred > 2 * spread_raw
+    np.testing.assert_allclose(centred.centre.numpy(), text.mean(0), atol=1e-6)
