@@ -29,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
+# bench/ for the sibling helpers, the repo root before it: bench/inference.py would
+# otherwise shadow the inference package (training imports it).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import recstream_side
 from recbole_env import ensure_recbole_env
