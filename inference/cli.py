@@ -43,8 +43,9 @@ def recommend(
     query_age: Annotated[float, typer.Option(help="Seconds since the query was typed.")] = 0.0,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many items to return.")] = 10,
     int8: Annotated[
-        bool, typer.Option(help="Use the int8 text encoder if the bundle has one.")
-    ] = False,
+        bool,
+        typer.Option(help="Use the int8 text encoder if the bundle has one (--no-int8: fp32)."),
+    ] = True,
 ) -> None:
     """Recommend for one user from a bundle: history and/or query in, ranked items out."""
     from rich.console import Console

@@ -58,8 +58,11 @@ def test_genre_words_land_near_their_genre(flat_bundle: Path) -> None:
     assert scary @ horror > scary @ comedy + 0.3
 
 
-def test_int8_variant_is_used_when_preferred(flat_bundle: Path) -> None:
-    fp32 = OnnxRecommender.load(flat_bundle)
+def test_int8_variant_is_served_by_default_and_fp32_on_request(flat_bundle: Path) -> None:
+    assert OnnxRecommender.load(flat_bundle).text_encoder.model_path.name == (
+        "text_encoder.int8.onnx"
+    )
+    fp32 = OnnxRecommender.load(flat_bundle, InferenceSettings(prefer_int8=False))
     int8 = OnnxRecommender.load(
         flat_bundle, InferenceSettings(prefer_int8=True, text_max_length=12)
     )
