@@ -26,12 +26,22 @@ async def test_two_workers_split_partitions_and_answer_each_event_once(
             return None
         return ra["input_partitions"], rb["input_partitions"]
 
-    deadline = time.monotonic() + 60
-    parts = split()
-    while not parts or sorted(parts[0] + parts[1]) != [0, 1, 2, 3]:
-        assert time.monotonic() < deadline, f"partitions never split: {parts}"
+    # Wait for a split that holds for 5 s: a rebalance after this point would replay
+    # uncommitted events (at-least-once), which is not what this test is about.
+    deadline = time.monotonic() + 90
+    parts, since = split(), time.monotonic()
+    while True:
+        assert time.monotonic() < deadline, f"partitions never settled: {parts}"
         await asyncio.sleep(0.5)
-        parts = split()
+        now = split()
+        if now != parts:
+            parts, since = now, time.monotonic()
+        elif (
+            parts
+            and sorted(parts[0] + parts[1]) == [0, 1, 2, 3]
+            and time.monotonic() - since >= 5.0
+        ):
+            break
     assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
 
     async with make_client() as c:
