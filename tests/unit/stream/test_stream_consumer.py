@@ -196,3 +196,22 @@ def test_committed_position_is_the_commit_or_the_partitions_beginning() -> None:
     assert c.committed_position(UE) == 120
     assert c.committed_position(TP("user-events", 1)) == 5000
     assert c.committed_position(TP("user-events", 2)) == 0
+
+
+def test_a_jump_below_the_committed_position_is_not_a_hole() -> None:
+    # A rebalance sought the partition to its commit (96) while Faust's fetch loop still
+    # held 77 as its last read offset: 78..95 were processed and committed already.
+    c, _ = consumer()
+    c._committed_offset[UE] = 96
+    asyncio.run(c._add_gap(UE, 78, 96))
+    assert c.crashed_with == []
+    assert not c._gap[UE]
+    ack(c, UE, 96, 97)
+    assert c._new_offset(UE) == 98
+
+
+def test_a_hole_above_the_committed_position_still_stops_the_worker() -> None:
+    c, _ = consumer()
+    c._committed_offset[UE] = 80
+    with pytest.raises(RecordsSkipped, match=r"80\.\.95"):
+        asyncio.run(c._add_gap(UE, 78, 96))
