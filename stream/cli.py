@@ -53,11 +53,33 @@ def worker(
     run_worker(create_app(worker_settings=ws), loglevel)
 
 
+MAX_SELF_RESTARTS = 10
+
+
 def run_worker(faust_app: object, loglevel: str = "warning") -> None:
-    """Run a Faust worker for ``faust_app`` until SIGINT/SIGTERM."""
+    """Run a Faust worker for ``faust_app`` until SIGINT/SIGTERM.
+
+    A worker that stopped because Faust would have skipped input records
+    (``stream.consumer.RecordsSkipped``) restarts itself in place (same command,
+    same pid): it re-reads from the last commit, in order, which is what a
+    supervisor restart would do, without waiting for one.
+    """
+    import os
+    import sys
+
     from faust import Worker
 
-    Worker(faust_app, loglevel=loglevel).execute_from_commandline()  # type: ignore[arg-type]
+    from stream import consumer
+
+    try:
+        Worker(faust_app, loglevel=loglevel).execute_from_commandline()  # type: ignore[arg-type]
+    finally:
+        restarts = int(os.environ.get("RECSTREAM_WORKER_SELF_RESTARTS", "0"))
+        if consumer.skipped_records() and restarts < MAX_SELF_RESTARTS:
+            os.environ["RECSTREAM_WORKER_SELF_RESTARTS"] = str(restarts + 1)
+            sys.stderr.write(f"recstream worker: restarting in place ({restarts + 1})\n")
+            sys.stderr.flush()
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def replay(

@@ -16,9 +16,12 @@ measured: 100-3,000 accepted events never answered per failing run):
    through it (meant for compacted topics). Here a forward jump of more than
    one offset (one is a transaction marker) rewinds the partition to the first
    missing offset and discards the records after the hole until they come again,
-   so the agent sees every record, in order. Should a wider hole still reach
-   Faust's gap bookkeeping, the worker stops (non-zero exit) rather than commit
-   through it.
+   so the agent sees every record, in order. The check uses Faust's own read
+   offset too, since a rebalance's seek can move it between two records. Should
+   a wider hole still reach Faust's gap bookkeeping (a seek landing between this
+   generator's yield and the fetch loop's check), the worker stops before the
+   record after the hole is processed, and ``stream.cli`` restarts it in place:
+   it re-reads from the last commit, in order.
 3. Faust's commit skips its "hole at the head" check when nothing is committed
    yet (``if committed_offset:``). Here the check always runs, against the
    committed offset or the partition's beginning.
@@ -45,6 +48,14 @@ MARKER_GAP = 1  # offsets a transaction marker occupies between two records
 
 class RecordsSkipped(RecstreamError):
     """The consumer would have skipped input records it never delivered."""
+
+
+_skipped: list[RecordsSkipped] = []  # set when this process stopped for that reason
+
+
+def skipped_records() -> bool:
+    """True once this process stopped because it would have skipped input records."""
+    return bool(_skipped)
 
 
 class AtLeastOnceConsumer(AIOKafkaConsumer):
@@ -79,18 +90,32 @@ class AtLeastOnceConsumer(AIOKafkaConsumer):
         return committed
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        expected = self._expected
+        # Check each record against what Faust's fetch loop will compare it with (its
+        # read offset, which a rebalance's seek may have moved) and against what this
+        # generator last yielded, before the loop sees it: a hole is rewound here,
+        # where the record can still be held back.
+        expected, read, rewound = self._expected, self._read_offset, self._rewound
         async for tp, message in super().getmany(timeout):
-            want = expected.get(tp)
             offset = message.offset
+            target = rewound.get(tp)
+            if target is not None:  # a rewind is under way: wait for its first record
+                if offset <= target + MARKER_GAP:
+                    del rewound[tp]
+                    expected[tp] = offset + 1
+                    yield tp, message
+                continue  # a record after the hole, fetched before the seek took effect
+            want = expected.get(tp)
+            last = read.get(tp)
+            if last:  # Faust flags offset - last > 1 as a gap
+                want = last + 1 if want is None else min(want, last + 1)
+            if want is not None:
+                want = max(want, self.committed_position(tp))  # below it: done already
             if want is None or offset <= want + MARKER_GAP:
                 # in order, a marker's hole, or a re-read after a seek back
                 expected[tp] = offset + 1
-                self._rewound.pop(tp, None)
                 yield tp, message
-            elif self._rewound.get(tp) != want:
+            else:
                 await self._rewind(tp, want, offset)
-            # else: a record after the hole, fetched before the rewind took effect
 
     async def _rewind(self, tp: TP, want: int, got: int) -> None:
         log.warning(
@@ -118,6 +143,7 @@ class AtLeastOnceConsumer(AIOKafkaConsumer):
             "but never delivered; stopping so a restart re-reads them from the last commit"
         )
         log.critical("%s", exc)
+        _skipped.append(exc)  # stream.cli restarts the worker in place
         await self.crash(exc)
         raise exc
 

@@ -42,6 +42,7 @@ def consumer(
     c._thread = thread
     c.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics=changelogs or set()))
     c._floor = {}
+    c._read_offset = {}  # Faust's fetch loop: last offset it delivered, per tp
     c._expected = {}
     c._rewound = {}
     c._acked = defaultdict(list)
@@ -215,3 +216,78 @@ def test_a_hole_above_the_committed_position_still_stops_the_worker() -> None:
     c._committed_offset[UE] = 80
     with pytest.raises(RecordsSkipped, match=r"80\.\.95"):
         asyncio.run(c._add_gap(UE, 78, 96))
+
+
+def test_a_jump_from_the_fetch_loops_read_offset_is_rewound_before_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen in CI: this generator had no hole of its own, but Faust's fetch loop held 31
+    # as its last read offset (a rebalance raced it) and would have flagged 32..53.
+    import faust.transport.consumer as faust_consumer
+
+    fetched = [54, 55, *range(32, 60)]
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for o in fetched:
+            yield UE, SimpleNamespace(offset=o)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+    c, _ = consumer()
+    c._committed_offset[UE] = 20
+    c._expected[UE] = 54
+    c._read_offset[UE] = 31
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+        c._read_offset[tp] = offset
+
+    c.seek = seek
+
+    async def run() -> list[int]:
+        delivered = []
+        async for tp, m in c.getmany(1.0):  # as Faust's fetch loop does
+            delivered.append(m.offset)
+            c._read_offset[tp] = m.offset
+        return delivered
+
+    assert asyncio.run(run()) == list(range(32, 60))
+    assert seeks == [(UE, 32)]
+
+
+def test_worker_that_stopped_on_skipped_records_restarts_itself_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import sys
+
+    import faust
+
+    from stream import cli, consumer
+
+    class StoppedWorker:
+        def __init__(self, app: object, loglevel: str) -> None: ...
+
+        def execute_from_commandline(self) -> None:
+            raise SystemExit(1)  # what mode's Worker does after a crash
+
+    execs: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(faust, "Worker", StoppedWorker)
+    monkeypatch.setattr(os, "execv", lambda path, argv: execs.append((path, argv)))
+    monkeypatch.setattr(consumer, "_skipped", [])
+    monkeypatch.setenv("RECSTREAM_WORKER_SELF_RESTARTS", "0")  # restored afterwards
+
+    with pytest.raises(SystemExit):  # another crash: no restart
+        cli.run_worker(object())
+    assert execs == []
+
+    consumer._skipped.append(RecordsSkipped("x"))
+    with pytest.raises(SystemExit):
+        cli.run_worker(object())
+    assert execs == [(sys.executable, [sys.executable, *sys.orig_argv[1:]])]
+    assert os.environ["RECSTREAM_WORKER_SELF_RESTARTS"] == "1"
+
+    monkeypatch.setenv("RECSTREAM_WORKER_SELF_RESTARTS", str(cli.MAX_SELF_RESTARTS))
+    with pytest.raises(SystemExit):  # a restart loop ends: the supervisor takes over
+        cli.run_worker(object())
+    assert len(execs) == 1
