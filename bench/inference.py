@@ -45,6 +45,7 @@ from inference.bundle import seal_bundle  # noqa: E402
 from inference.recommender import OnnxRecommender  # noqa: E402
 from inference.settings import InferenceSettings  # noqa: E402
 from inference.types import Request  # noqa: E402
+from recstream.heap import freeze_heap  # noqa: E402
 
 WORDS = (
     "funny",
@@ -348,10 +349,12 @@ def run(args: argparse.Namespace) -> dict:
         threads=args.threads,
         faiss_threads=args.threads,
         ef_search=args.ef_search,
+        prefer_int8=False,  # `rec` times the fp32 text encoder; `rec8` below the int8 one
     )
     t0 = time.perf_counter()
     rec = OnnxRecommender.load(path, settings)
     load_s = time.perf_counter() - t0
+    freeze_heap("bench bundle loaded")  # as the stream worker does after each load
     n = args.items
     rows: list[
         tuple[str, str, float, float, float]
@@ -385,6 +388,7 @@ def run(args: argparse.Namespace) -> dict:
     rec8 = None
     if rec.bundle.manifest.text_encoder.int8_file:
         rec8 = OnnxRecommender.load(path, settings.model_copy(update={"prefer_int8": True}))
+        freeze_heap("bench int8 bundle loaded")
         for b, calls in ((1, args.requests), (64, args.batches)):
             add(
                 "query int8 (text encode+search+fuse)",

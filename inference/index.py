@@ -15,6 +15,12 @@ Deletion strategy depends on the index kind (docs/bundle.md ``index.kind``):
   filter is an over-fetch by the tombstone count (GPU search takes no selector).
   Untested here: no GPU on the development machines.
 
+Upserts append to FAISS's own arrays (flat codes, HNSW graph), which grow like
+``std::vector``: the first append after a bulk load copies the whole index (~100 ms
+at 100k × 384). :func:`reserve_index` grows that capacity ahead, in chunks of at most
+``_RESERVE_MAX_ROWS`` rows, when the catalog is loaded and whenever it fills, so the
+copy happens at load time and then once per chunk of upserts, not on the first one.
+
 Thread-safety: one lock serialises searches and mutations (the stream calls
 from one event-loop thread; benches and tests may use threads). Rows are never
 reused for another item id, and a row's id only ever changes to ``None``, so
@@ -37,6 +43,9 @@ from inference.errors import BundleManifestError
 log = logging.getLogger(__name__)
 
 _GPU_MAX_K = 2048  # faiss GPU k limit
+# Upsert headroom reserved in FAISS's arrays: 25 % of the catalog, at most this many rows
+# (the reserved part is resident memory: std::vector zero-fills what it grows into).
+_RESERVE_MAX_ROWS = 50_000
 
 
 @dataclass
@@ -57,6 +66,7 @@ class _State:
     ) -> None:
         n, dim = vectors.shape
         self.index = index
+        self.is_hnsw = _is_hnsw(index)
         self.tombstone = tombstone
         self.ids = list(ids)
         self.rows = {iid: r for r, iid in enumerate(ids) if iid is not None}
@@ -70,8 +80,11 @@ class _State:
         self.live[:n] = [iid is not None for iid in ids]
         self.dead: set[int] = {r for r, iid in enumerate(ids) if iid is None}
         self.selector: Any = None  # (IDSelectorBatch, IDSelectorNot) kept alive together
-        self.pop_order: np.ndarray | None = None  # rows by popularity, lazily sorted
+        self.params: dict[int, Any] = {}  # efSearch → SearchParametersHNSW (uses `selector`)
+        # rows by popularity; sorted here, not lazily, so no request pays for it (90 ms at 1M)
+        self.pop_order: np.ndarray | None = np.argsort(-self.pop[:n], kind="stable")
         self.killed = len(self.dead)  # rows ever deleted/replaced (bounds the popular scan)
+        self.reserved = reserve_index(index, n + min(n // 4 + 16, _RESERVE_MAX_ROWS))
 
     def _grow(self) -> None:
         cap = self.vec.shape[0] * 2
@@ -84,6 +97,10 @@ class _State:
     def _append(self, item_id: str, vector: np.ndarray, popularity: float) -> int:
         if self.n == self.vec.shape[0]:
             self._grow()
+        if self.n >= self.reserved:
+            self.reserved = reserve_index(
+                self.index, self.n + min(self.n // 4 + 16, _RESERVE_MAX_ROWS)
+            )
         row = self.n
         self.vec[row], self.pop[row], self.live[row] = vector, popularity, True
         self.ids.append(item_id)
@@ -104,7 +121,7 @@ class _State:
             if row is not None:
                 self._kill(row)
             new = self._append(item_id, vector, popularity)
-            if _is_hnsw(self.index):
+            if self.is_hnsw:
                 self.index.add(vec)  # HNSW labels are insertion order = row
                 if self.index.ntotal != self.n:
                     raise RuntimeError("HNSW labels drifted from catalog rows")  # a bug, not input
@@ -125,6 +142,7 @@ class _State:
         if self.tombstone:
             self.dead.add(row)
             self.selector = None
+            self.params.clear()
         else:
             self.index.remove_ids(np.array([row], dtype=np.int64))
 
@@ -136,17 +154,23 @@ class _State:
         return True
 
     def search_params(self, ef_search: int | None) -> Any:
+        """HNSW search parameters with the tombstone filter; cached until the next delete."""
         import faiss
 
-        if not _is_hnsw(self.index):
+        if not self.is_hnsw:
             return None
+        ef = ef_search or self.index.hnsw.efSearch
+        params = self.params.get(ef)
+        if params is not None:
+            return params
         if self.dead and self.selector is None:
             batch = faiss.IDSelectorBatch(np.fromiter(self.dead, dtype=np.int64))
             self.selector = (batch, faiss.IDSelectorNot(batch))
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
-        params.efSearch = ef_search or self.index.hnsw.efSearch
+        params.efSearch = ef
         if self.dead:
             params.sel = self.selector[1]
+        self.params[ef] = params
         return params
 
 
@@ -335,15 +359,52 @@ class ItemIndex:
         return _to_gpu(flat) if self._on_gpu else flat
 
 
+def reserve_index(index: Any, rows: int) -> int:
+    """Grow the capacity of ``index``'s growable arrays to ``rows`` vectors; returns ``rows``.
+
+    ``std::vector`` keeps its capacity when shrunk, so each array is resized up
+    and back (its contents unchanged). Arrays FAISS does not own (a memory-mapped
+    index) and index types not listed here are left alone: their first append
+    pays the copy, as before.
+    """
+    import faiss
+
+    n = int(index.ntotal)
+    if rows <= n:
+        return rows
+    if isinstance(index, faiss.IndexHNSW):
+        storage = faiss.downcast_index(index.storage)
+        hnsw = index.hnsw
+        per_row = hnsw.neighbors.size() / max(n, 1)
+        _reserve(getattr(storage, "codes", None), rows * storage.code_size)
+        _reserve(hnsw.levels, rows)
+        _reserve(hnsw.offsets, rows + 1)
+        _reserve(hnsw.neighbors, int(rows * per_row) + 64)
+    elif isinstance(index, faiss.IndexIDMap2):
+        flat = faiss.downcast_index(index.index)
+        _reserve(getattr(flat, "codes", None), rows * flat.code_size)
+        _reserve(index.id_map, rows)
+    return rows
+
+
+def _reserve(vec: Any, size: int) -> None:
+    if vec is None or not hasattr(vec, "resize") or getattr(vec, "is_owned", True) is False:
+        return
+    cur = int(vec.size())
+    if size > cur:
+        vec.resize(size)
+        vec.resize(cur)
+
+
 def _compact(
     scores: np.ndarray, rows: np.ndarray, ok: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep the first ``k`` valid hits per query, pad with -1."""
+    if rows.shape[1] >= k and ok.all():
+        return scores[:, :k].astype(np.float32, copy=False), rows[:, :k]
     b = rows.shape[0]
     out_s = np.full((b, k), -np.inf, dtype=np.float32)
     out_r = np.full((b, k), -1, dtype=np.int64)
-    if ok.all() and rows.shape[1] >= k:
-        return scores[:, :k].astype(np.float32), rows[:, :k]
     for i in range(b):
         keep = np.flatnonzero(ok[i])[:k]
         out_s[i, : len(keep)] = scores[i, keep]

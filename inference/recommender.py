@@ -1,9 +1,10 @@
 """The concrete :class:`inference.types.Recommender` over a bundle.
 
 One call of :meth:`OnnxRecommender.recommend_batch` makes at most one ONNX call
-per encoder and one FAISS search per source for the batch (plus a search of its
-own for a request whose excluded items fill more than
-``candidates.exclusion_margin`` of its hits). A
+per encoder and a few FAISS searches per source for the batch (one per distinct
+search depth, which grows with the excluded-item count in steps of 8 up to
+``candidates.exclusion_margin``; plus a search of its own for a request whose
+excluded items fill more than that margin of its hits). A
 request's candidates never depend on the other requests in its batch, so a batch
 returns the same items as one-request calls.
 """
@@ -256,19 +257,28 @@ class OnnxRecommender:
     ) -> dict[int, np.ndarray]:
         """Per request, the first ``max(pool, k)`` non-excluded rows of its search.
 
-        Every request is searched with ``k = max(pool, its k) + exclusion_margin``
-        (equal ``k`` share one FAISS call). A request whose excluded items ate
-        more than the margin is searched again alone with room for all of them.
-        Both depend on the request only, so batching never changes its result.
+        Every request is searched with ``k = max(pool, its k) + extra``, where
+        ``extra`` is its excluded-item count rounded up to a multiple of 8 and
+        capped at ``exclusion_margin`` (equal ``k`` share one FAISS call; HNSW
+        work grows with ``k``, so a short history does not pay for a long one's
+        margin). A request whose excluded items ate more than that is searched
+        again alone with room for all of them. Both depend on the request only,
+        so batching never changes its result.
         """
         margin = self.settings.candidates.exclusion_margin
         groups: dict[int, list[int]] = defaultdict(list)
         for i in vecs:
-            groups[self._want(pool, requests[i]) + margin].append(i)
+            extra = min(margin, -(-len(excluded[i]) // 8) * 8)
+            groups[self._want(pool, requests[i]) + extra].append(i)
         out: dict[int, np.ndarray] = {}
         retry: list[int] = []
         for k, members in groups.items():
-            _, rows = self.index.search(np.stack([vecs[i] for i in members]), k)
+            batch = (
+                vecs[members[0]][None]
+                if len(members) == 1
+                else np.stack([vecs[i] for i in members])
+            )
+            _, rows = self.index.search(batch, k)
             for j, i in enumerate(members):
                 want = self._want(pool, requests[i])
                 out[i] = _first(rows[j], excluded[i], want)

@@ -66,8 +66,9 @@ class CandidateSettings(BaseModel):
     query: int = Field(default=50, ge=1)
     popular: int = Field(default=20, ge=0)
     # Extra hits fetched so excluded (consumed) items can be dropped and the pool
-    # stays full; a request that loses more than this to exclusions is searched
-    # again alone. FAISS k = pool + margin (HNSW efSearch ≥ k): paid on every search.
+    # stays full: FAISS k = pool + min(margin, excluded count rounded up to 8), HNSW
+    # efSearch ≥ k. A request that loses more than this to exclusions is searched
+    # again alone.
     exclusion_margin: int = Field(default=30, ge=0)
 
 

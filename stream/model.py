@@ -21,6 +21,9 @@ Promote a version atomically with ``echo VERSION > CURRENT.tmp && mv CURRENT.tmp
 CURRENT`` (or just seal a newer bundle into the root). A bundle that fails to
 load or verify is logged, counted (``recstream_model_reloads_total{result="failed"}``)
 and skipped until the pointer changes again; the old model keeps serving.
+After each swap the old model is released and the heap frozen
+(:func:`recstream.heap.freeze_heap`), so garbage collections stop walking the
+model's objects mid-batch.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from inference.bundle import MANIFEST, find_latest
 from inference.types import Recommender, Request
 from recstream.errors import BundleError, ConfigError
+from recstream.heap import freeze_heap
 from stream.catalog import ItemOverlay
 from stream.metrics import WorkerMetrics
 
@@ -178,6 +182,8 @@ class ModelHolder:
             close = getattr(old, "close", None)
             if callable(close):  # nothing uses it any more: this runs between batches
                 close()
+            del old, close
+            freeze_heap(f"serving {self.version}")
             self.metrics.index_items.set(self.overlay.index_size(new))
             self.metrics.model_reloads.labels(result="ok").inc()
             return True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import weakref
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,30 @@ async def test_hot_reload_swaps_verifies_and_replays_catalog(tmp_path: Path) -> 
     tmp.write_text("v1")
     os.replace(tmp, tmp_path / "CURRENT")
     assert await holder.maybe_reload() is True and holder.version == "v1"
+
+
+async def test_swap_freezes_the_new_model_and_frees_the_old(tmp_path: Path) -> None:
+    def cyclic_loader(path: Path) -> Recommender:
+        rec = loader(path)
+        rec.self_ref = rec  # type: ignore[attr-defined]  # a cycle: only the GC can free it
+        return rec
+
+    holder = ModelHolder(
+        tmp_path, loader=cyclic_loader, metrics=WorkerMetrics(), overlay=ItemOverlay()
+    )
+    try:
+        seal(tmp_path, "v1", "2026-01-01T00:00:00Z")
+        assert await holder.maybe_reload() is True
+        v1 = weakref.ref(holder.current)
+        # frozen: full collections no longer walk the serving model
+        assert not any(o is holder.current for o in gc.get_objects())
+        seal(tmp_path, "v2", "2026-02-01T00:00:00Z")
+        assert await holder.maybe_reload() is True
+        # the old model was unfrozen and collected before the new one was frozen
+        assert v1() is None
+        assert not any(o is holder.current for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
 
 
 def test_old_upserts_do_not_overwrite_trained_items_but_deletes_apply() -> None:
