@@ -104,7 +104,7 @@ class Soak:
                 else:
                     user = f"u{rng.randrange(a.users)}"
                     body = {"event_id": f"s{i}", "user_id": user, "ts": time.time(),
-                            "item_id": f"i{rng.randrange(200)}", "type": "click"}  # fmt: skip
+                            "item_id": f"i{rng.randrange(a.items)}", "type": "click"}  # fmt: skip
                     self.sent.append(body["event_id"])
                     value = json.dumps(body).encode()
                     await p.send(self.settings.topics.user_events, key=user.encode(), value=value)
@@ -189,6 +189,16 @@ def main() -> int:
     ap.add_argument("--warmup-intervals", type=int, default=1, help="rows before RSS baseline")
     ap.add_argument("--bootstrap", help="an existing broker (default: start one)")
     ap.add_argument("--bundle", type=Path, help="bundle dir or root (default: a tiny real one)")
+    ap.add_argument(
+        "--items",
+        type=int,
+        default=10_000,
+        help="catalog size of the built bundle; clicks draw item ids i0..i<N-1> (default 10000:"
+        " with 200, users soon consume half the catalog and every request needs a retry search)",
+    )
+    ap.add_argument(
+        "--store", default="rocksdb://", help="worker table store (default: the production one)"
+    )
     args = ap.parse_args()
 
     from stream.process import WorkerProcess, worker_env
@@ -211,9 +221,11 @@ def main() -> int:
         from inference.testing import build_tiny_bundle
 
         bundle = tmp / "bundles"
-        build_tiny_bundle(bundle, n_items=200, dim=32, version="tiny-1")
+        build_tiny_bundle(bundle, n_items=args.items, dim=32, version="tiny-1")
     port = free_port()
-    env = worker_env(settings, app_id=f"soak-{suffix}", web_port=port, bundle=bundle)
+    env = worker_env(
+        settings, app_id=f"soak-{suffix}", web_port=port, bundle=bundle, store=args.store
+    )
     worker = WorkerProcess(env, port, tmp / "worker.log")
     try:
         worker.wait_ready(180)

@@ -82,7 +82,11 @@ class Worker:
         self._e2e_children: dict[str, Any] = {}
         topics = settings.topics
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
-        tables: dict[str, Any] = {"schema": schema, "partitions": self.ws.partitions}
+        tables: dict[str, Any] = {
+            "schema": schema,
+            "partitions": self.ws.partitions,
+            "options": self.ws.table_options(),
+        }
         self.changelog = ChangelogBatch()
         self.sequences = TableView(app.Table("user_sequence", **tables), self.changelog)
         self.interests = TableView(app.Table("user_interest", **tables), self.changelog)

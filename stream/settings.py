@@ -28,6 +28,13 @@ class WorkerSettings(BaseSettings):
     max_inflight_batches: int = Field(default=8, ge=1, le=1000)
     # Table store: rocksdb:// is durable across restarts; memory:// for tests.
     store: str = "rocksdb://"
+    # RocksDB memory per table partition (3 tables x the worker's partitions): Faust's
+    # defaults (64 MB memtables x 3 and a 2 GiB block cache, each per partition) let a
+    # worker's RSS climb by hundreds of MB before it levels off. Bounded here:
+    # memtables write_buffer_mb x max_write_buffers, plus the block cache.
+    rocksdb_write_buffer_mb: int = Field(default=4, ge=1, le=1024)
+    rocksdb_max_write_buffers: int = Field(default=2, ge=2, le=16)
+    rocksdb_block_cache_mb: int = Field(default=16, ge=1, le=65_536)
     # Directory for the rocksdb store and faust's data (default <state_dir>/worker/<app_id>).
     data_dir: Path | None = None
     web_host: str = "127.0.0.1"
@@ -52,3 +59,12 @@ class WorkerSettings(BaseSettings):
     passthrough: bool = False
     # A query older than this no longer steers recommendations (seconds).
     query_ttl_s: float = Field(default=1800.0, gt=0)
+
+    def table_options(self) -> dict[str, int]:
+        """Faust table ``options`` (passed to faust's RocksDBOptions; memory:// ignores them)."""
+        mb = 1024 * 1024
+        return {
+            "write_buffer_size": self.rocksdb_write_buffer_mb * mb,
+            "max_write_buffer_number": self.rocksdb_max_write_buffers,
+            "block_cache_size": self.rocksdb_block_cache_mb * mb,
+        }

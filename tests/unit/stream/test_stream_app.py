@@ -35,6 +35,21 @@ def test_create_app_wires_agent_tables_pages_and_settings(tmp_path: Path) -> Non
     assert (tmp_path / "worker").is_dir()
 
 
+def test_rocksdb_tables_get_bounded_memory_settings(tmp_path: Path) -> None:
+    # Faust's own defaults are 64 MB memtables x 3 and a 2 GiB block cache per table
+    # partition: the worker's RSS would climb for a long time before levelling off.
+    from stream.app import create_app
+
+    settings = Settings(state_dir=tmp_path)
+    ws = WorkerSettings(store="rocksdb://", rocksdb_write_buffer_mb=3, rocksdb_block_cache_mb=7)
+    app = create_app(settings, ws, loader=lambda p: None)  # type: ignore[arg-type,return-value]
+    for table in app.tables.values():
+        opts = table.data.rocksdb_options
+        assert opts.write_buffer_size == 3 * 1024 * 1024
+        assert opts.max_write_buffer_number == 2
+        assert opts.block_cache_size == 7 * 1024 * 1024
+
+
 def test_security_settings_become_faust_credentials() -> None:
     import faust
 
