@@ -360,6 +360,9 @@ def write_results(results: list[RateResult], args, bundle: Path, command: str) -
 
 
 def main() -> None:
+    from stream.process import exit_on_sigterm
+
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="200,1000,3000,5000", help="comma-separated events/s")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per rate")

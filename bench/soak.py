@@ -40,6 +40,7 @@ from recstream.settings import (
     TopicNames,
     default_cache_dir,
 )
+from stream.process import exit_on_sigterm
 from tests.integration.reliability.accounting import account
 from tests.integration.reliability.hostile import EVENTS, hostile_messages
 from tests.integration.reliability.kafkaio import producer, read_topic
@@ -180,6 +181,7 @@ async def run(args: argparse.Namespace, settings: Settings, worker: Any) -> int:
 
 
 def main() -> int:
+    exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0, help="how long to send (default 30)")
     ap.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")

@@ -115,3 +115,16 @@ class WorkerProcess:
                 self.proc.wait()
         self._out.close()
         return self.proc.returncode
+
+
+def exit_on_sigterm() -> None:
+    """Make ``kill`` (SIGTERM) unwind like Ctrl-C in this process.
+
+    Python's default SIGTERM action ends the process without running ``finally``
+    blocks, so a bench killed that way left its worker and broker running.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
