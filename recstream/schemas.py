@@ -53,6 +53,7 @@ class Limits:
     max_message_bytes: int = 64 * 1024
     max_text_chars: int = 2_000
     max_future_skew_s: float = 24 * 3600.0  # clock skew tolerated on ``ts``
+    dlq_oversize_head_bytes: int = 4 * 1024  # what the dead letter of an oversized message keeps
 
 
 DEFAULT_LIMITS = Limits()
@@ -148,17 +149,20 @@ def dlq_raw(value: bytes | None, limit: int) -> tuple[str, Literal["text", "base
     At most ``limit`` bytes of the original are kept, so a dead letter always fits
     the broker (even JSON-escaped control characters stay under 6 x ``limit``):
     without this a megabyte message would make a DLQ record over the broker's
-    limit and stop the worker on every retry.
+    limit and stop the worker on every retry. Only the kept head is decoded (text
+    when it is valid UTF-8, a character split by the cut dropped; else base64): a
+    megabyte message costs what its head costs.
     """
     value = value or b""
     truncated = len(value) > limit
+    head = value[:limit] if truncated else value
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(value[:limit]).decode("ascii"), "base64", truncated
-    if truncated:  # cut on a character boundary
-        text = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
-    return text, "text", truncated
+        return head.decode("utf-8"), "text", truncated
+    except UnicodeDecodeError as exc:
+        split = truncated and exc.reason == "unexpected end of data" and exc.start > len(head) - 4
+        if split:  # the cut fell inside a character: keep the text before it
+            return head[: exc.start].decode("utf-8"), "text", truncated
+        return base64.b64encode(head).decode("ascii"), "base64", truncated
 
 
 M = TypeVar("M", bound=BaseModel)

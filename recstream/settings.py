@@ -67,6 +67,8 @@ class InputLimits(_Section):
     max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=512 * 1024)
     max_text_chars: int = Field(default=2_000, ge=1, le=100_000)  # a search query's text
     max_future_skew_s: float = Field(default=24 * 3600.0, ge=0)  # producer clock ahead of ours
+    # Bytes of an oversized message kept in its dead letter (a smaller message is kept whole).
+    dlq_oversize_head_bytes: int = Field(default=4 * 1024, ge=0, le=512 * 1024)
 
     def schema_limits(self) -> Limits:
         """The decoder's view of these limits (``recstream.schemas.decode``)."""
@@ -74,6 +76,7 @@ class InputLimits(_Section):
             max_message_bytes=self.max_message_bytes,
             max_text_chars=self.max_text_chars,
             max_future_skew_s=self.max_future_skew_s,
+            dlq_oversize_head_bytes=self.dlq_oversize_head_bytes,
         )
 
 

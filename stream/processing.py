@@ -89,11 +89,20 @@ class BatchOutput:
 
 
 def dlq_record(
-    msg: InMessage, reason: str, error: str, max_raw_bytes: int = DEFAULT_LIMITS.max_message_bytes
+    msg: InMessage, reason: str, error: str, limits: Limits = DEFAULT_LIMITS
 ) -> DLQRecord:
-    """The dead-letter record of ``msg``: raw kept as text when it is UTF-8, else base64,
-    and at most ``max_raw_bytes`` of it, so the record always fits the broker."""
-    raw, enc, truncated = dlq_raw(msg.value, max_raw_bytes)
+    """The dead-letter record of ``msg``: raw kept as text when it is UTF-8, else base64.
+
+    A message within ``limits.max_message_bytes`` is kept whole; a larger one only
+    its first ``limits.dlq_oversize_head_bytes``, enough to identify it. Writing
+    64 KiB (up to 6x that once JSON-escaped) per megabyte message slowed the valid
+    traffic around a flood of them (bench/RESULTS.md, reliability).
+    """
+    size = len(msg.value or b"")
+    keep = limits.max_message_bytes
+    if size > keep:
+        keep = min(keep, limits.dlq_oversize_head_bytes)
+    raw, enc, truncated = dlq_raw(msg.value, keep)
     return DLQRecord(
         topic=msg.topic,
         partition=msg.partition,
@@ -102,7 +111,7 @@ def dlq_record(
         error=error,
         raw=raw,
         raw_encoding=enc,
-        raw_size=len(msg.value or b""),
+        raw_size=size,
         raw_truncated=truncated,
     )
 
@@ -228,7 +237,7 @@ class BatchProcessor:
         log.warning(
             "dead-lettering %s[%s]@%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason, error
         )
-        record = dlq_record(msg, reason, error, self.limits.max_message_bytes)
+        record = dlq_record(msg, reason, error, self.limits)
         out.dlq.append(record)
         out.messages.append(OutMessage(self.topics.dlq, msg.key, encode(record)))
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()

@@ -58,7 +58,9 @@ def test_the_same_offset_on_another_partition_is_a_new_event() -> None:
 
 
 def test_edge_limits_come_from_the_processor_and_dead_letters_are_bounded() -> None:
-    proc, _, _ = processor(Limits(max_message_bytes=2048, max_text_chars=5))
+    proc, _, _ = processor(
+        Limits(max_message_bytes=2048, max_text_chars=5, dlq_oversize_head_bytes=100)
+    )
     long_query = {"event_id": "q", "user_id": "u", "text": "x" * 6, "ts": 5.0}
     big = b'{"pad":"' + b"\x01" * 100_000 + b'"}'
     out = proc.process([
@@ -67,4 +69,7 @@ def test_edge_limits_come_from_the_processor_and_dead_letters_are_bounded() -> N
     ])  # fmt: skip
     assert [d.reason for d in out.dlq] == ["text_too_long", "too_large"]
     assert out.dlq[1].raw_truncated and out.dlq[1].raw_size == len(big)
+    # a rejected message within the size limit is kept whole; an oversized one only its head
+    assert out.dlq[0].raw == json.dumps(long_query) and not out.dlq[0].raw_truncated
+    assert out.dlq[1].raw.encode() == big[:100]
     assert all(len(m.value) < 6 * 2048 + 500 for m in out.messages)
