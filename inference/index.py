@@ -84,7 +84,7 @@ class _State:
         # rows by popularity; sorted here, not lazily, so no request pays for it (90 ms at 1M)
         self.pop_order: np.ndarray | None = np.argsort(-self.pop[:n], kind="stable")
         self.killed = len(self.dead)  # rows ever deleted/replaced (bounds the popular scan)
-        self.reserved = reserve_index(index, n + min(n // 4 + 16, _RESERVE_MAX_ROWS))
+        self.reserved = reserve_index(index, _with_headroom(n))
 
     def _grow(self) -> None:
         cap = self.vec.shape[0] * 2
@@ -98,9 +98,7 @@ class _State:
         if self.n == self.vec.shape[0]:
             self._grow()
         if self.n >= self.reserved:
-            self.reserved = reserve_index(
-                self.index, self.n + min(self.n // 4 + 16, _RESERVE_MAX_ROWS)
-            )
+            self.reserved = reserve_index(self.index, _with_headroom(self.n))
         row = self.n
         self.vec[row], self.pop[row], self.live[row] = vector, popularity, True
         self.ids.append(item_id)
@@ -357,6 +355,11 @@ class ItemIndex:
         flat = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         flat.add_with_ids(vecs, np.arange(len(vecs), dtype=np.int64))
         return _to_gpu(flat) if self._on_gpu else flat
+
+
+def _with_headroom(rows: int) -> int:
+    """``rows`` plus the upsert headroom to reserve beyond them."""
+    return rows + min(rows // 4 + 16, _RESERVE_MAX_ROWS)
 
 
 def reserve_index(index: Any, rows: int) -> int:
