@@ -38,6 +38,7 @@ import recstream_side
 from recbole_env import ensure_recbole_env
 from recbole_files import write_benchmark_files
 
+from recstream.malloc import find_tcmalloc, reexec_with_tcmalloc
 from recstream.settings import Settings
 from training.baselines import Popularity
 from training.data import Dataset, load_dataset
@@ -51,7 +52,7 @@ from training.queries import (
 from training.split import Split, cold_item_split, cold_target_mask, leave_one_out
 
 log = logging.getLogger("bench.quality")
-TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+TCMALLOC = find_tcmalloc()
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run_recbole(
     name = f"bench-{args.dataset}"  # not "ml-100k": RecBole would load its bundled copy
     write_benchmark_files(split, work, name)
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(args.threads))
-    if TCMALLOC.exists():
+    if TCMALLOC is not None:
         env["LD_PRELOAD"] = str(TCMALLOC)
     cmd = [
         "nice", "-n", "10", str(python), str(Path(__file__).with_name("recbole_runner.py")),
@@ -274,4 +275,6 @@ def render(name: str, rows: list[Row], n_test: int, n_cold: int) -> str:
 
 
 if __name__ == "__main__":
+    # recstream's row trains in this process: same allocator as the RecBole rows.
+    reexec_with_tcmalloc([sys.executable, *sys.argv])
     sys.exit(main())

@@ -8,6 +8,7 @@ those modules import heavy libraries (torch, faust) inside the commands, so
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ import typer
 from recstream import __version__
 from recstream.kafka_cli import kafka_app
 from recstream.logs import configure_logging
+from recstream.malloc import reexec_with_tcmalloc, training_command
 
 app = typer.Typer(
     name="recstream",
@@ -75,4 +77,6 @@ _register_plugins()
 
 
 def main() -> None:
-    app()
+    if training_command(sys.argv[1:]):  # torch trains ~1.8x faster under tcmalloc
+        reexec_with_tcmalloc([sys.executable, "-m", "recstream", *sys.argv[1:]])
+    app(prog_name="recstream")
