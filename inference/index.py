@@ -376,15 +376,16 @@ def reserve_index(index: Any, rows: int) -> int:
     if rows <= n:
         return rows
     if isinstance(index, faiss.IndexHNSW):
-        storage = faiss.downcast_index(index.storage)
-        hnsw = index.hnsw
+        # SWIG attributes the faiss stubs do not declare
+        storage: Any = faiss.downcast_index(index.storage)
+        hnsw: Any = index.hnsw
         per_row = hnsw.neighbors.size() / max(n, 1)
         _reserve(getattr(storage, "codes", None), rows * storage.code_size)
         _reserve(hnsw.levels, rows)
         _reserve(hnsw.offsets, rows + 1)
         _reserve(hnsw.neighbors, int(rows * per_row) + 64)
     elif isinstance(index, faiss.IndexIDMap2):
-        flat = faiss.downcast_index(index.index)
+        flat: Any = faiss.downcast_index(index.index)
         _reserve(getattr(flat, "codes", None), rows * flat.code_size)
         _reserve(index.id_map, rows)
     return rows
