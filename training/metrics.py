@@ -50,6 +50,36 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return ranks.astype(np.int64)
 
 
+def ndcg_per_case(ranks: np.ndarray, k: int) -> np.ndarray:
+    """(B,) NDCG@k of each case from its 0-based target rank (one relevant item)."""
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def paired_bootstrap_ratio(
+    a: np.ndarray, b: np.ndarray, *, n: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """mean(a) / mean(b) and its percentile bootstrap interval, resampling cases jointly.
+
+    ``a`` and ``b`` are per-case scores of two models on the SAME cases (e.g.
+    :func:`ndcg_per_case`); resampling the pairs keeps what the cases share, so
+    the interval says whether a ratio is told apart from noise on this split.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equal non-empty 1-d arrays, got {a.shape} and {b.shape}")
+    if b.sum() <= 0:
+        raise ValueError("the baseline scores nothing: the ratio is undefined")
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(n)
+    for start in range(0, n, 1000):  # bounded memory: 1000 resamples at a time
+        idx = rng.integers(0, len(a), size=(min(1000, n - start), len(a)))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample with b all zero
+            ratios[start : start + len(idx)] = a[idx].sum(1) / b[idx].sum(1)
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
+    return float(a.sum() / b.sum()), float(lo), float(hi)
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
     if ranks.ndim != 1 or len(ranks) == 0:
         raise ValueError(f"need a non-empty 1-d array of ranks, got shape {ranks.shape}")
@@ -57,7 +87,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[
     for k in ks:
         hit = ranks < k
         out[f"recall@{k}"] = out[f"hr@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        out[f"ndcg@{k}"] = float(ndcg_per_case(ranks, k).mean())
         out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
     return out
 

@@ -13,6 +13,8 @@ from training.metrics import (
     evaluate,
     evaluate_matrix,
     mask_history,
+    ndcg_per_case,
+    paired_bootstrap_ratio,
     rank_metrics,
     target_ranks,
     top_k,
@@ -114,3 +116,36 @@ def test_float64_scores_keep_their_precision_through_masking() -> None:
     scores = np.array([[1.0, 1.0 + 1e-9, 0.0]])  # equal in float32
     masked = mask_history(scores, [np.array([2])])
     assert target_ranks(masked, np.array([1])).tolist() == [0]
+
+
+def test_ndcg_per_case_by_hand() -> None:
+    got = ndcg_per_case(np.array([0, 1, 9, 10, 500]), 10)
+    assert got.tolist() == pytest.approx([1.0, 1 / math.log2(3), 1 / math.log2(11), 0.0, 0.0])
+
+
+def test_paired_bootstrap_ratio_is_exact_when_the_pairs_agree() -> None:
+    b = np.random.default_rng(1).random(300)
+    assert paired_bootstrap_ratio(b, b, n=2000) == pytest.approx((1.0, 1.0, 1.0))
+    assert paired_bootstrap_ratio(2 * b, b, n=2000) == pytest.approx((2.0, 2.0, 2.0))
+
+
+def test_paired_bootstrap_ratio_interval_covers_the_truth_and_narrows_with_cases() -> None:
+    rng = np.random.default_rng(2)
+    # two models' per-case scores: a shares b's case difficulty plus its own noise
+    widths = []
+    for n_cases in (200, 5000):
+        b = rng.exponential(1.0, n_cases)
+        a = 1.1 * b + rng.normal(0, 0.3, n_cases)
+        ratio, lo, hi = paired_bootstrap_ratio(a, b, n=2000, seed=3)
+        assert lo < ratio < hi and lo < 1.1 < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 3  # ~sqrt(25) narrower with 25x the cases
+    again = paired_bootstrap_ratio(a, b, n=2000, seed=3)
+    assert again == (ratio, lo, hi)  # deterministic for a seed
+
+
+def test_paired_bootstrap_ratio_rejects_unpaired_or_empty_input() -> None:
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap_ratio(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="baseline"):
+        paired_bootstrap_ratio(np.ones(3), np.zeros(3))
