@@ -168,7 +168,7 @@ class Worker:
 
     async def _dead_letter_one(self, msg: InMessage, reason: str, error: str) -> None:
         log.warning("dead-lettering %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
-        record = dlq_record(msg, reason, error, self.settings.limits.schema_limits())
+        record = dlq_record(msg, reason, error, self.processor.limits)
         self.metrics.events_in.labels(topic=msg.topic).inc()
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
         await await_delivery(
