@@ -35,15 +35,11 @@ from training.split import EvalCases, leave_one_out
 def bundle_scores(bundle: Path, cases: EvalCases, batch: int = 256) -> np.ndarray:
     """(len(cases), N) scores of the bundle's ONNX sequence encoder."""
     from training.bundle_io import verify_bundle
-    from training.offline_eval import history_scorer, onnx_user_fn
-    from training.onnx_export import session
+    from training.evaluate_bundle import bundle_sequence_scorer
 
     manifest = verify_bundle(bundle)
     vectors = np.load(bundle / "item_vectors.npy", allow_pickle=False)
-    seq = session(bundle / manifest["sequence_encoder"]["file"], 2)
-    score = history_scorer(
-        onnx_user_fn(seq), vectors, int(manifest["sequence_encoder"]["max_length"])
-    )
+    score = bundle_sequence_scorer(bundle, manifest, vectors)
     hist = cases.histories
     return np.concatenate([score(hist[i : i + batch]) for i in range(0, len(hist), batch)])
 

@@ -22,6 +22,19 @@ from training.errors import BundleError
 log = logging.getLogger(__name__)
 
 
+def bundle_sequence_scorer(
+    bundle: Path, manifest: dict[str, Any], vectors: np.ndarray, threads: int = 2
+) -> Any:
+    """A ``score_fn`` (histories -> (B, N) scores) through the bundle's ONNX sequence encoder."""
+    from training.offline_eval import history_scorer, onnx_user_fn
+    from training.onnx_export import session
+
+    seq = session(bundle / manifest["sequence_encoder"]["file"], threads)
+    return history_scorer(
+        onnx_user_fn(seq), vectors, int(manifest["sequence_encoder"]["max_length"])
+    )
+
+
 def evaluate_bundle(
     bundle: Path,
     dataset: Dataset,
@@ -36,12 +49,7 @@ def evaluate_bundle(
     bundle is scored on exactly the cases it was held out from.
     """
     from inference.bundle import verify_bundle as serving_verify
-    from training.offline_eval import (
-        history_scorer,
-        onnx_user_fn,
-        query_metrics,
-        sequence_metrics_from,
-    )
+    from training.offline_eval import query_metrics, sequence_metrics_from
     from training.onnx_export import onnx_text_vectors, session
     from training.split import cold_item_split, leave_one_out
     from training.tokenization import load_tokenizer
@@ -61,10 +69,7 @@ def evaluate_bundle(
     else:
         split = leave_one_out(dataset.interactions)
     vectors = np.load(bundle / "item_vectors.npy", allow_pickle=False)
-    seq = session(bundle / manifest["sequence_encoder"]["file"], threads)
-    score = history_scorer(
-        onnx_user_fn(seq), vectors, int(manifest["sequence_encoder"]["max_length"])
-    )
+    score = bundle_sequence_scorer(bundle, manifest, vectors, threads)
     out: dict[str, Any] = {
         "bundle": manifest["version"],
         "dataset": dataset.name,
