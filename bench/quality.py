@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-# bench/ for the sibling helpers, the repo root before it: bench/inference.py would
-# otherwise shadow the inference package (training imports it).
+# bench/ for the sibling helpers, the repo root for the project's packages.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

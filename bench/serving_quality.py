@@ -40,7 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # before bench/, whose inference.py would shadow the package
+sys.path.insert(0, str(ROOT))  # the project's packages without PYTHONPATH
 
 from inference.bundle import Bundle, load_bundle  # noqa: E402
 from inference.recommender import OnnxRecommender  # noqa: E402

