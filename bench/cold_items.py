@@ -13,6 +13,11 @@ trained vector of warm items, ``m_text`` the mean of their text-only vectors
 from the bundle's text encoder; a score-space z-score match for k = the spread
 ratio), on the validation and the test cases. Analysis only: the vectors
 are no longer unit-norm, which the bundle format does not allow.
+
+``--impute`` prints what content-based residual imputation would give: each cold
+item borrows what behaviour added to its ``K`` text-nearest warm items (trained
+vector minus text-only vector, softmax-weighted by text cosine at temperature
+0.05), scaled by ``alpha``, and is renormalised (unit-norm, so servable).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def main() -> None:
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--boost", action="store_true", help="print the new-item boost trade-off")
+    ap.add_argument(
+        "--impute", action="store_true", help="print kNN residual imputation for cold items"
+    )
     args = ap.parse_args()
 
     manifest = json.loads((args.bundle / "manifest.json").read_text())
@@ -97,37 +105,69 @@ def main() -> None:
         f"  cold share of all users' top-10: {cold[top].mean():.3f} "
         f"(catalog share {cold.mean():.3f})"
     )
+    if args.boost or args.impute:
+        text_only = text_only_vectors(args.bundle, manifest, ds, args.threads)
     if args.boost:
-        boost_tradeoff(args.bundle, manifest, ds, split, vectors, users, cold, warm, args.threads)
+        boost_tradeoff(split, vectors, text_only, users, cold, warm)
+    if args.impute:
+        impute_tradeoff(split, vectors, text_only, users, cold, warm)
 
 
-def boost_tradeoff(bundle, manifest, ds, split, vectors, users, cold, warm, threads) -> None:
-    from training.metrics import evaluate_matrix
+def text_only_vectors(bundle: Path, manifest: dict, ds, threads: int) -> np.ndarray:
+    """(N,D) every item's text-only vector from the bundle's text encoder (as served)."""
     from training.onnx_export import onnx_text_vectors, session
-    from training.split import cold_target_mask
     from training.tokenization import load_tokenizer
 
     tok = load_tokenizer(bundle / "tokenizer.json", int(manifest["text_encoder"]["max_length"]))
     text_sess = session(bundle / manifest["text_encoder"]["file"], threads)
     texts = ds.catalog.texts
-    text_only = np.concatenate(
+    return np.concatenate(
         [onnx_text_vectors(text_sess, tok, texts[i : i + 64]) for i in range(0, len(texts), 64)]
     )
+
+
+def cold_warm_cells(split, users, vectors: np.ndarray) -> list[float]:
+    """Cold / warm NDCG@10 on the valid then the test cases; histories keep served vectors."""
+    from training.metrics import evaluate_matrix
+    from training.split import cold_target_mask
+
+    cells = []
+    for name, c in (("valid", split.valid), ("test", split.test)):
+        sc = users[name] @ vectors.T
+        is_cold = cold_target_mask(split, c)
+        cells += [
+            evaluate_matrix(sc, c, subset=is_cold)["ndcg@10"],
+            evaluate_matrix(sc, c, subset=~is_cold)["ndcg@10"],
+        ]
+    return cells
+
+
+def boost_tradeoff(split, vectors, text_only, users, cold, warm) -> None:
     m_warm, m_text = vectors[warm].mean(0), text_only[warm].mean(0)
     print("  new-item boost k: valid cold / warm NDCG@10 | test cold / warm NDCG@10")
-    cases = {"valid": split.valid, "test": split.test}
     for k in (1.0, 1.2, 1.4, 1.6, 1.8):
         boosted = vectors.copy()
         boosted[cold] = m_warm + k * (text_only[cold] - m_text)
-        cells = []
-        for name, c in cases.items():
-            sc = users[name] @ boosted.T  # histories keep the served (unboosted) vectors
-            is_cold = cold_target_mask(split, c)
-            cells += [
-                evaluate_matrix(sc, c, subset=is_cold)["ndcg@10"],
-                evaluate_matrix(sc, c, subset=~is_cold)["ndcg@10"],
-            ]
+        cells = cold_warm_cells(split, users, boosted)
         print(f"  k={k:.1f}: {cells[0]:.4f} / {cells[1]:.4f} | {cells[2]:.4f} / {cells[3]:.4f}")
+
+
+def impute_tradeoff(split, vectors, text_only, users, cold, warm, temp: float = 0.05) -> None:
+    warm_rows = np.flatnonzero(warm)
+    added = vectors[warm_rows] - text_only[warm_rows]  # what behaviour moved each warm item
+    sim = text_only[cold] @ text_only[warm_rows].T  # (cold, warm) text cosine
+    print("  kNN imputation K, alpha: valid cold / warm NDCG@10 | test cold / warm NDCG@10")
+    for k in (5, 20):
+        top = np.argsort(-sim, axis=1)[:, :k]
+        s = np.take_along_axis(sim, top, 1)
+        w = np.exp((s - s[:, :1]) / temp)
+        borrowed = ((w / w.sum(1, keepdims=True))[:, :, None] * added[top]).sum(1)
+        for alpha in (0.5, 1.0, 1.5):
+            imputed = vectors.copy()
+            x = text_only[cold] + alpha * borrowed
+            imputed[cold] = x / np.linalg.norm(x, axis=1, keepdims=True)
+            c = cold_warm_cells(split, users, imputed)
+            print(f"  K={k} alpha={alpha:.1f}: {c[0]:.4f} / {c[1]:.4f} | {c[2]:.4f} / {c[3]:.4f}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class SequenceTrainConfig:
     patience: int = 3  # epochs without validation NDCG@10 gain before stopping
     max_minutes: float = 8.0  # wall-clock budget for this stage (checked after each epoch)
     valid_users: int = 3000  # cap on validation cases per check (speed)
+    window_stride: int | None = None  # None = max_len (disjoint windows), see make_windows
     bf16: bool = (
         True  # autocast matmuls to bfloat16 (4x faster on AMX/AVX512 CPUs); eval stays fp32
     )
@@ -67,27 +68,37 @@ class SequenceTrainResult:
 
 
 def make_windows(
-    sequences: Sequence[np.ndarray], max_len: int, pad: int
+    sequences: Sequence[np.ndarray], max_len: int, pad: int, stride: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut each sequence into next-item windows from its end, left-padded.
+
+    Window ends step back by ``stride`` (default ``max_len``: disjoint windows) and
+    each window keeps targets only for its last ``stride`` positions, so every
+    target is trained exactly once. A smaller stride gives each target at least
+    ``max_len - stride`` items of context (disjoint windows give the first positions
+    of a window almost none) at ``max_len / stride`` times the windows.
 
     Returns ``inputs`` and ``targets`` (W, max_len) int64; ``pad`` marks empty
     input slots and ``-1`` marks positions without a target.
     """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride must be in [1, {max_len}], got {stride}")
     inputs, targets = [], []
     for seq in sequences:
         seq = np.asarray(seq, dtype=np.int64)
         end = len(seq) - 1  # inputs seq[:end], targets seq[1:end+1]
         while end > 0:
             start = max(0, end - max_len)
-            inp, tgt = seq[start:end], seq[start + 1 : end + 1]
+            inp, tgt = seq[start:end], seq[start + 1 : end + 1].copy()
+            tgt[: max(0, len(tgt) - stride)] = -1  # trained by a later window
             row_i = np.full(max_len, pad, dtype=np.int64)
             row_t = np.full(max_len, -1, dtype=np.int64)
             row_i[max_len - len(inp) :] = inp
             row_t[max_len - len(tgt) :] = tgt
             inputs.append(row_i)
             targets.append(row_t)
-            end = start
+            end -= stride
     if not inputs:
         return np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64)
     return np.stack(inputs), np.stack(targets)
@@ -167,7 +178,9 @@ def train_sequence_model(
         ],
         lr=cfg.lr,
     )
-    inputs, targets = make_windows(train_sequences, model_cfg.max_len, pad=n_items)
+    inputs, targets = make_windows(
+        train_sequences, model_cfg.max_len, pad=n_items, stride=cfg.window_stride
+    )
     log.info("sequence training: %d windows, %d items, %d warm", len(inputs), n_items, warm.sum())
 
     best_ndcg, best_epoch, bad = -1.0, 0, 0

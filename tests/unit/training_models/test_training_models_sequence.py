@@ -73,6 +73,23 @@ def test_windows_are_left_padded_and_aligned() -> None:
     assert pad_histories([np.array([1, 2])], 4, pad=9).tolist() == [[9, 9, 1, 2]]
 
 
+def test_strided_windows_train_every_target_once_with_context() -> None:
+    inputs, targets = make_windows([np.arange(6)], max_len=3, pad=99, stride=1)
+    assert inputs.tolist() == [[2, 3, 4], [1, 2, 3], [0, 1, 2], [99, 0, 1], [99, 99, 0]]
+    assert targets.tolist() == [[-1, -1, 5], [-1, -1, 4], [-1, -1, 3], [-1, -1, 2], [-1, -1, 1]]
+    seq = np.arange(100, 137)
+    for stride in (1, 4, 7, 10):
+        inputs, targets = make_windows([seq], max_len=10, pad=-9, stride=stride)
+        kept = np.sort(targets[targets >= 0])
+        assert kept.tolist() == seq[1:].tolist()  # each target exactly once
+        for row_i, row_t in zip(inputs, targets, strict=True):
+            for pos in np.flatnonzero(row_t >= 0):  # context = real items up to the target
+                context = int((row_i[: pos + 1] != -9).sum())
+                assert context >= min(10 - stride + 1, int(row_t[pos]) - 100)
+    with pytest.raises(ValueError):
+        make_windows([seq], max_len=10, pad=-9, stride=11)
+
+
 def test_padding_does_not_change_the_user_vector() -> None:
     torch.manual_seed(0)
     enc = SequenceEncoder(MODEL).eval()
