@@ -93,6 +93,13 @@ def train(
     max_minutes: Annotated[
         float | None, typer.Option(help="Wall-clock budget of the sequence stage, minutes.")
     ] = None,
+    window_stride: Annotated[
+        int | None,
+        typer.Option(
+            help="Training windows step back this many items (1..max_len; smaller = more "
+            "context per target, more windows). Default: the config's."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
@@ -110,6 +117,12 @@ def train(
         seq = dataclasses.replace(seq, epochs=epochs)
     if max_minutes:
         seq = dataclasses.replace(seq, max_minutes=max_minutes)
+    if window_stride is not None:
+        if not 1 <= window_stride <= cfg.model.max_len:
+            raise typer.BadParameter(
+                f"must be in 1..{cfg.model.max_len}", param_hint="--window-stride"
+            )
+        seq = dataclasses.replace(seq, window_stride=window_stride)
     text = dataclasses.replace(text, seed=seed)
     cfg = dataclasses.replace(cfg, text=text, seq=seq, split=split.value, seed=seed)
     try:

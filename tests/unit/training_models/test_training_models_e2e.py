@@ -113,3 +113,15 @@ def test_cli_evaluate_refuses_a_tampered_bundle(trained: tuple[Path, Path]) -> N
     bad = runner.invoke(app, ["evaluate", "--bundle", str(bundle), "--dataset", str(log)])
     assert bad.exit_code == 1
     assert "sha256" in bad.output
+
+
+@pytest.mark.parametrize("stride", ["0", "51"])
+def test_cli_train_refuses_a_window_stride_outside_the_window(stride: str, tmp_path: Path) -> None:
+    from recstream.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", "--window-stride", stride, "--out", str(tmp_path / "b")]
+    )
+    assert result.exit_code == 2
+    assert "--window-stride" in result.output and "1..50" in result.output
+    assert not (tmp_path / "b").exists()  # refused before any training
