@@ -35,7 +35,9 @@ def ml100k_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.train import TrainConfig, train_bundle
 
     cfg = TrainConfig.quick_preset(
-        seq=SequenceTrainConfig(epochs=3, batch_size=64, patience=2, lr=5e-3, max_minutes=1.0),
+        seq=SequenceTrainConfig(
+            epochs=3, batch_size=64, patience=2, lr=5e-3, max_minutes=1.0, window_stride=None
+        ),
         int8=False,
         n_queries=100,
     )
