@@ -120,10 +120,7 @@ def text_only_vectors(bundle: Path, manifest: dict, ds, threads: int) -> np.ndar
 
     tok = load_tokenizer(bundle / "tokenizer.json", int(manifest["text_encoder"]["max_length"]))
     text_sess = session(bundle / manifest["text_encoder"]["file"], threads)
-    texts = ds.catalog.texts
-    return np.concatenate(
-        [onnx_text_vectors(text_sess, tok, texts[i : i + 64]) for i in range(0, len(texts), 64)]
-    )
+    return onnx_text_vectors(text_sess, tok, ds.catalog.texts)  # batches internally
 
 
 def cold_warm_cells(split, users, vectors: np.ndarray) -> list[float]:

@@ -154,8 +154,11 @@ class SequenceScorer:
 
 
 def _stride(cfg: SequenceTrainConfig, model_cfg: SequenceModelConfig) -> int:
-    """The window stride, capped at the window length (small test models use short windows)."""
-    return min(cfg.window_stride or model_cfg.max_len, model_cfg.max_len)
+    """The window stride, capped at the window length (small test models use short windows);
+    None = disjoint windows. Anything below 1 is left for make_windows to refuse."""
+    if cfg.window_stride is None:
+        return model_cfg.max_len
+    return min(cfg.window_stride, model_cfg.max_len)
 
 
 def train_sequence_model(
