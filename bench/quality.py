@@ -85,7 +85,7 @@ def run_recbole(
         "--work", str(work), "--dataset", name, "--model", model, "--n-items", str(n_items),
         "--max-epochs", str(max_epochs), "--patience", str(args.patience),
         "--time-budget", str(args.time_budget), "--threads", str(args.threads),
-        "--train-batch-size", str(args.train_batch_size),
+        "--train-batch-size", str(args.train_batch_size), *(["--resume"] if args.resume else []),
     ]  # fmt: skip
     log.info("RecBole %s in %s", model, work)
     t0 = time.perf_counter()
@@ -166,6 +166,12 @@ def main() -> int:
         help="RecBole: no new epoch starts after this many seconds of training",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="RecBole: continue each run from its per-epoch checkpoint in --work\n"
+        "(raise --time-budget: it counts the earlier sittings' training too)",
+    )
     ap.add_argument(
         "--recstream-quick",
         action="store_true",
