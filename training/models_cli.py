@@ -100,6 +100,13 @@ def train(
             "context per target, more windows). Default: the config's."
         ),
     ] = None,
+    ema_epochs: Annotated[
+        float | None,
+        typer.Option(
+            help="Validate and export a moving average of the sequence weights over about "
+            "this many epochs (0 = the raw weights). Default: the config's."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
@@ -123,6 +130,10 @@ def train(
                 f"must be in 1..{cfg.model.max_len}", param_hint="--window-stride"
             )
         seq = dataclasses.replace(seq, window_stride=window_stride)
+    if ema_epochs is not None:
+        if ema_epochs < 0:
+            raise typer.BadParameter("must be >= 0 (0 = off)", param_hint="--ema-epochs")
+        seq = dataclasses.replace(seq, ema_epochs=ema_epochs or None)
     text = dataclasses.replace(text, seed=seed)
     cfg = dataclasses.replace(cfg, text=text, seq=seq, split=split.value, seed=seed)
     try:

@@ -50,9 +50,15 @@ class TrainConfig:
         """~1-3 min on ml-100k on 2 cores: frozen tower, few sequence epochs."""
         base = cls(
             text=TextTuneConfig(mode="frozen"),
-            # disjoint windows: the fewest steps per epoch (the preset as measured before strides)
+            # disjoint windows, raw weights: the preset as measured before strides and averaging
             seq=SequenceTrainConfig(
-                epochs=8, batch_size=64, patience=2, lr=5e-3, max_minutes=2.5, window_stride=None
+                epochs=8,
+                batch_size=64,
+                patience=2,
+                lr=5e-3,
+                max_minutes=2.5,
+                window_stride=None,
+                ema_epochs=None,
             ),
             n_queries=300,
             quick=True,

@@ -125,3 +125,12 @@ def test_cli_train_refuses_a_window_stride_outside_the_window(stride: str, tmp_p
     assert result.exit_code == 2
     assert "--window-stride" in result.output and "1..50" in result.output
     assert not (tmp_path / "b").exists()  # refused before any training
+
+
+def test_cli_train_refuses_a_negative_ema_horizon(tmp_path: Path) -> None:
+    from recstream.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--ema-epochs", "-1", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "--ema-epochs" in result.output
+    assert not (tmp_path / "b").exists()  # refused before any training

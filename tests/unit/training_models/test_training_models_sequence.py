@@ -12,6 +12,7 @@ from training.sequence_model import SequenceEncoder, SequenceModelConfig
 from training.sequence_train import (
     SequenceScorer,
     SequenceTrainConfig,
+    _Ema,
     make_windows,
     pad_histories,
     train_sequence_model,
@@ -88,6 +89,56 @@ def test_strided_windows_train_every_target_once_with_context() -> None:
                 assert context >= min(10 - stride + 1, int(row_t[pos]) - 100)
     with pytest.raises(ValueError):
         make_windows([seq], max_len=10, pad=-9, stride=11)
+
+
+def test_ema_tracks_and_swaps_without_losing_either_copy() -> None:
+    w = torch.nn.Parameter(torch.zeros(3))
+    ema = _Ema([w], decay=0.75)
+    with torch.no_grad():
+        w.fill_(4.0)
+    ema.update()  # shadow: 0 + (4 - 0) * 0.25
+    assert torch.allclose(ema.shadow[0], torch.full((3,), 1.0))
+    ema.swap()
+    assert torch.allclose(w, torch.full((3,), 1.0))
+    ema.swap()
+    assert torch.allclose(w, torch.full((3,), 4.0))
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError):
+            _Ema([w], decay=bad)
+
+
+def test_ema_training_still_learns_the_pattern() -> None:
+    train, valid, _ = _cases(cyclic_sequences(N_ITEMS, n_users=120, length=14, seed=0))
+    ema_cfg = SequenceTrainConfig(**{**TRAIN.__dict__, "ema_epochs": 0.5})
+    result = train_sequence_model(
+        train,
+        random_unit(N_ITEMS, DIM, seed=1),
+        lambda f: evaluate(f, valid, N_ITEMS, ks=(1, 10), progress=False),
+        MODEL,
+        ema_cfg,
+        progress=False,
+    )
+    assert max(h["hr@1"] for h in result.history) >= 0.95
+    with pytest.raises(ValueError):
+        train_sequence_model(
+            train,
+            random_unit(N_ITEMS, DIM, seed=1),
+            lambda f: {"ndcg@10": 0.0},
+            MODEL,
+            SequenceTrainConfig(**{**TRAIN.__dict__, "ema_epochs": 0.0}),
+            progress=False,
+        )
+
+
+def test_head_on_selected_states_matches_all_positions() -> None:
+    torch.manual_seed(0)
+    enc = SequenceEncoder(MODEL).eval()
+    x = torch.from_numpy(random_unit(2 * 6, DIM, seed=4)).view(2, 6, DIM)
+    mask = torch.tensor([[0.0, 0, 1, 1, 1, 1], [1.0] * 6])
+    full = enc.all_positions(x, mask)  # (2,6,D)
+    keep = torch.tensor([[False, False, True, False, True, True], [True] * 3 + [False] * 3])
+    picked = enc.head(enc.hidden(enc.in_proj(x), mask)[keep])
+    assert torch.allclose(picked, full[keep], atol=1e-6)
 
 
 def test_padding_does_not_change_the_user_vector() -> None:
