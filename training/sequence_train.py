@@ -58,7 +58,7 @@ class SequenceTrainConfig:
     window_stride: int | None = 10
     # validate and export an exponential moving average of the weights over about this many
     # epochs (per-step decay 1 - 1/(ema_epochs * steps per epoch); None = the raw weights):
-    # ml-1m test NDCG@10 0.178 -> 0.187, ml-100k 3-seed mean 0.096 -> see bench/RESULTS.md
+    # ml-1m test NDCG@10 0.178 -> 0.187, ml-100k 3-seed mean 0.096 -> 0.100 (bench/RESULTS.md)
     ema_epochs: float | None = 1.0
     bf16: bool = (
         True  # autocast matmuls to bfloat16 (4x faster on AMX/AVX512 CPUs); eval stays fp32
