@@ -130,6 +130,7 @@ def main() -> int:
     out_targets: list[np.ndarray] = []
     best, best_state, best_epoch, bad, epochs = -math.inf, None, -1, 0, []
     ckpt = args.work / f"{args.model}.ckpt.pt"
+    partial = ckpt.with_suffix(".tmp")
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
@@ -170,9 +171,9 @@ def main() -> int:
                 "bad": bad,
                 "epochs": epochs,
             },
-            ckpt.with_suffix(".tmp"),
+            partial,
         )
-        ckpt.with_suffix(".tmp").replace(ckpt)  # a kill mid-write keeps the last checkpoint
+        partial.replace(ckpt)  # a kill mid-write keeps the last checkpoint
         if bad >= args.patience:
             break
         if time.perf_counter() - t0 > args.time_budget:
