@@ -248,10 +248,10 @@ def train_sequence_model(
                 projected = encoder.in_proj(padded)  # (N+1,C), gathered per position below
                 hidden = encoder.hidden(projected[inp], (inp != n_items).float())  # (B,L,C)
                 valid = tgt >= 0
-                users = encoder.head(hidden[valid])  # (P,D), trained positions only
-                logits = users @ items[candidates].T  # (P,W) cosine, warm items only
-            logits = logits.float() * log_scale.exp().clamp(max=100.0)
-            loss = F.cross_entropy(logits, target_index[tgt[valid]])
+                scale = log_scale.exp().clamp(max=100.0)
+                # scaled cosines of the trained positions' users with the warm items (P,W)
+                logits = encoder.head_logits(hidden[valid], items[candidates], scale)
+            loss = F.cross_entropy(logits.float(), target_index[tgt[valid]])
             loss = loss + cfg.residual_decay * space.residual.pow(2).sum(-1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -129,6 +129,28 @@ def test_head_on_selected_states_matches_all_positions() -> None:
     assert torch.allclose(picked, full[keep], atol=1e-6)
 
 
+def test_head_logits_equal_scaled_cosines_with_the_items() -> None:
+    torch.manual_seed(0)
+    enc = SequenceEncoder(MODEL).eval()
+    with torch.no_grad():  # a non-zero bias, so the folded bias column is exercised
+        enc.out_proj.bias.normal_()
+    h = torch.randn(7, MODEL.d_model)
+    items = torch.from_numpy(random_unit(11, DIM, seed=5))
+    scale = torch.tensor(13.0)
+    expected = scale * enc.head(h) @ items.T  # (7,11)
+    assert torch.allclose(enc.head_logits(h, items, scale), expected, atol=1e-4)
+
+
+def test_dropout_keeps_the_expected_value_and_is_off_in_eval() -> None:
+    torch.manual_seed(0)
+    drop = SequenceEncoder(dataclasses.replace(MODEL, dropout=0.3)).drop
+    x = torch.ones(200_000)
+    y = drop.train()(x)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.01  # survivors scaled by 1/(1-p)
+    assert torch.equal(drop.eval()(x), x)
+
+
 def test_padding_does_not_change_the_user_vector() -> None:
     torch.manual_seed(0)
     enc = SequenceEncoder(MODEL).eval()
