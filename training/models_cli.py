@@ -91,13 +91,18 @@ def train(
         SplitOpt, typer.Option(help="loo, or cold (10% of items never trained).")
     ] = SplitOpt.loo,
     max_minutes: Annotated[
-        float | None, typer.Option(help="Wall-clock budget of the sequence stage, minutes.")
+        float | None,
+        typer.Option(
+            help="Wall-clock budget of the sequence stage, minutes: an epoch starts only "
+            "if one more of the last epoch's length fits. Default 17."
+        ),
     ] = None,
     window_stride: Annotated[
         int | None,
         typer.Option(
             help="Training windows step back this many items (1..max_len; smaller = more "
-            "context per target, more windows). Default: the config's."
+            "context per target, more windows). Default: 5 for up to 300k training "
+            "interactions, else 10."
         ),
     ] = None,
     ema_epochs: Annotated[

@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,13 +50,16 @@ class SequenceTrainConfig:
     centre_text: bool = True  # subtract the catalog's mean text vector (item_space docstring)
     init_scale: float = 20.0  # initial cosine → logit scale (learned)
     patience: int = 3  # epochs without validation NDCG@10 gain before stopping
-    # wall-clock budget for this stage, checked after each epoch: ml-1m takes ~80 s an epoch
-    # on 2 cores and this stops it after 11 (best 10) with the whole run at 17 min (<= 20)
-    max_minutes: float = 14.0
+    # wall-clock budget for this stage: an epoch starts only if one more of the last epoch's
+    # length still fits. ml-1m's other stages take ~2 min, so its whole run stays <= 20 min
+    max_minutes: float = 17.0
     valid_users: int = 3000  # cap on validation cases per check (speed)
-    # windows step back 10 items (at most max_len; None = disjoint windows), so each target
-    # sees >= 40 items of context: ml-1m test NDCG@10 0.162 -> 0.178 (bench/RESULTS.md)
-    window_stride: int | None = 10
+    # windows step back this many items (capped at max_len; None = disjoint windows), so each
+    # target sees >= max_len - stride items of context: stride 10 lifted ml-1m test NDCG@10
+    # 0.162 -> 0.178. "auto" = 5 up to AUTO_STRIDE_MAX_TARGETS training targets, else 10:
+    # stride 5 wins on ml-100k (3-seed mean 0.113 vs 0.100) but doubles an epoch, and on
+    # ml-1m the budget then fits half the epochs (0.167 vs 0.178). bench/RESULTS.md
+    window_stride: int | Literal["auto"] | None = "auto"
     # validate and export an exponential moving average of the weights over about this many
     # epochs (per-step decay 1 - 1/(ema_epochs * steps per epoch); None = the raw weights):
     # ml-1m test NDCG@10 0.178 -> 0.187, ml-100k 3-seed mean 0.096 -> 0.100 (bench/RESULTS.md)
@@ -64,6 +68,17 @@ class SequenceTrainConfig:
         True  # autocast matmuls to bfloat16 (4x faster on AMX/AVX512 CPUs); eval stays fp32
     )
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.ema_epochs is not None and not self.ema_epochs > 0:
+            raise ValueError(f"ema_epochs must be > 0 (None = off), got {self.ema_epochs}")
+        stride = self.window_stride
+        fixed_ok = isinstance(stride, int) and stride >= 1
+        if stride is not None and stride != "auto" and not fixed_ok:
+            raise ValueError(f"window_stride must be >= 1, 'auto' or None, got {stride!r}")
+
+
+AUTO_STRIDE_MAX_TARGETS = 300_000  # "auto" window stride: 5 up to this many targets, else 10
 
 
 @dataclass
@@ -74,6 +89,7 @@ class SequenceTrainResult:
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    window_stride: int = 0  # the stride the windows were cut with ("auto" resolved)
 
 
 def make_windows(
@@ -158,12 +174,14 @@ class SequenceScorer:
         return scores
 
 
-def _stride(cfg: SequenceTrainConfig, model_cfg: SequenceModelConfig) -> int:
-    """The window stride, capped at the window length (small test models use short windows);
-    None = disjoint windows. Anything below 1 is left for make_windows to refuse."""
+def window_stride(cfg: SequenceTrainConfig, max_len: int, n_targets: int) -> int:
+    """The stride to cut windows with, capped at the window length (small test models use
+    short windows): None = disjoint windows, "auto" = 5 or 10 by ``n_targets``."""
     if cfg.window_stride is None:
-        return model_cfg.max_len
-    return min(cfg.window_stride, model_cfg.max_len)
+        return max_len
+    if cfg.window_stride == "auto":
+        return min(5 if n_targets <= AUTO_STRIDE_MAX_TARGETS else 10, max_len)
+    return min(cfg.window_stride, max_len)
 
 
 class _Ema:
@@ -196,9 +214,11 @@ def train_sequence_model(
     cfg: SequenceTrainConfig,
     *,
     progress: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> SequenceTrainResult:
-    """Train encoder + residuals; ``validate(score_fn)`` returns metrics incl. ``ndcg@10``."""
-    t0 = time.perf_counter()
+    """Train encoder + residuals; ``validate(score_fn)`` returns metrics incl. ``ndcg@10``.
+    ``clock`` (seconds) times the stage against ``cfg.max_minutes``."""
+    t0 = clock()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     n_items = text_vectors.shape[0]
@@ -217,15 +237,19 @@ def train_sequence_model(
         ],
         lr=cfg.lr,
     )
-    inputs, targets = make_windows(
-        train_sequences, model_cfg.max_len, pad=n_items, stride=_stride(cfg, model_cfg)
+    n_targets = sum(max(0, len(seq) - 1) for seq in train_sequences)
+    stride = window_stride(cfg, model_cfg.max_len, n_targets)
+    inputs, targets = make_windows(train_sequences, model_cfg.max_len, pad=n_items, stride=stride)
+    log.info(
+        "sequence training: %d windows (stride %d), %d items, %d warm",
+        len(inputs),
+        stride,
+        n_items,
+        warm.sum(),
     )
-    log.info("sequence training: %d windows, %d items, %d warm", len(inputs), n_items, warm.sum())
     steps = max(1, math.ceil(len(inputs) / cfg.batch_size))
     ema = None
     if cfg.ema_epochs is not None:
-        if cfg.ema_epochs <= 0:
-            raise ValueError(f"ema_epochs must be > 0, got {cfg.ema_epochs}")
         tracked = [*encoder.parameters(), space.residual, space.shared, log_scale]
         ema = _Ema(tracked, decay=1.0 - 1.0 / max(2.0, cfg.ema_epochs * steps))
 
@@ -233,6 +257,7 @@ def train_sequence_model(
     best_state: tuple[dict, dict, float] | None = None
     history: list[dict[str, float]] = []
     for epoch in range(1, cfg.epochs + 1):
+        epoch_t0 = clock()
         encoder.train()
         space.train()
         order = rng.permutation(len(inputs))
@@ -283,8 +308,13 @@ def train_sequence_model(
             ema.swap()  # back to the raw weights for the next epoch
         if bad >= cfg.patience:
             break
-        if (time.perf_counter() - t0) / 60 > cfg.max_minutes:
-            log.warning("sequence training stopped by its %.1f min budget", cfg.max_minutes)
+        now = clock()
+        if (now - t0) + (now - epoch_t0) > cfg.max_minutes * 60:
+            log.warning(
+                "sequence training stopped after epoch %d: another would pass its %.1f min budget",
+                epoch,
+                cfg.max_minutes,
+            )
             break
     assert best_state is not None  # at least one epoch ran
     encoder.load_state_dict(best_state[0])
@@ -297,5 +327,6 @@ def train_sequence_model(
         scale=best_state[2],
         best_epoch=best_epoch,
         history=history,
-        seconds=time.perf_counter() - t0,
+        seconds=clock() - t0,
+        window_stride=stride,
     )

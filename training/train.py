@@ -261,6 +261,7 @@ def train_bundle(
         "valid_best_ndcg@10": max(h["ndcg@10"] for h in result.history),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
+        "window_stride": result.window_stride,
         "text_tower": dataclasses.asdict(tune),
     }
 

@@ -12,12 +12,14 @@ from tests.unit.training_models.conftest import cyclic_sequences, random_unit
 from training.metrics import evaluate
 from training.sequence_model import SequenceEncoder, SequenceModelConfig
 from training.sequence_train import (
+    AUTO_STRIDE_MAX_TARGETS,
     SequenceScorer,
     SequenceTrainConfig,
     _Ema,
     make_windows,
     pad_histories,
     train_sequence_model,
+    window_stride,
 )
 from training.split import EvalCases
 
@@ -64,6 +66,29 @@ def test_shuffled_control_stays_near_chance() -> None:
     seqs = [rng.permutation(N_ITEMS)[:14].astype(np.int32) for _ in range(120)]
     metrics = _fit_and_test(seqs)
     assert metrics["hr@1"] <= 0.15  # chance is ~1/27 after masking the history
+
+
+def test_no_epoch_starts_that_would_pass_the_budget() -> None:
+    """Each validation advances a fake clock by a minute: with a 2.5-minute budget, a third
+    epoch would end at minute 3, so training stops after two."""
+    now = [0.0]
+
+    def validate(score: object) -> dict[str, float]:
+        now[0] += 60.0
+        return {"ndcg@10": 0.0}
+
+    seqs = cyclic_sequences(N_ITEMS, n_users=20, length=8, seed=0)
+    result = train_sequence_model(
+        seqs,
+        random_unit(N_ITEMS, DIM, seed=1),
+        validate,
+        MODEL,
+        dataclasses.replace(TRAIN, patience=99, max_minutes=2.5),
+        progress=False,
+        clock=lambda: now[0],
+    )
+    assert len(result.history) == 2
+    assert result.seconds <= 150.0
 
 
 def test_windows_are_left_padded_and_aligned() -> None:
@@ -114,8 +139,25 @@ def test_ema_training_still_learns_the_pattern() -> None:
     # the kept (averaged) weights, scored on the test cases
     metrics = _fit_and_test(seqs, dataclasses.replace(TRAIN, ema_epochs=0.5))
     assert metrics["hr@1"] >= 0.95
+
+
+@pytest.mark.parametrize(
+    "bad", [{"ema_epochs": 0.0}, {"ema_epochs": -1.0}, {"window_stride": 0}, {"window_stride": "x"}]
+)
+def test_config_refuses_bad_values_before_any_training(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        _fit_and_test(seqs, dataclasses.replace(TRAIN, ema_epochs=0.0))
+        SequenceTrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_auto_stride_is_5_for_small_data_and_10_for_large() -> None:
+    auto = SequenceTrainConfig()
+    assert auto.window_stride == "auto"
+    assert window_stride(auto, max_len=50, n_targets=AUTO_STRIDE_MAX_TARGETS) == 5
+    assert window_stride(auto, max_len=50, n_targets=AUTO_STRIDE_MAX_TARGETS + 1) == 10
+    assert window_stride(auto, max_len=4, n_targets=10) == 4  # capped at the window
+    fixed = SequenceTrainConfig(window_stride=7)
+    assert window_stride(fixed, max_len=50, n_targets=10**7) == 7
+    assert window_stride(SequenceTrainConfig(window_stride=None), 50, 10) == 50
 
 
 def test_head_on_selected_states_matches_all_positions() -> None:
