@@ -39,8 +39,9 @@ class WorkerSettings(BaseSettings):
     data_dir: Path | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
-    # Items kept in the user's behaviour sequence (the sequence encoder's input length).
-    sequence_length: int = Field(default=50, ge=1, le=1000)
+    # Most recent items handed to the sequence encoder, which reads the last max_length of
+    # them (the bundle's manifest: 100 for small training sets, else 50), so keep this >= it.
+    sequence_length: int = Field(default=100, ge=1, le=1000)
     # Most recent consumed items never recommended again (>= sequence_length); the
     # whole window is rewritten to the changelog on every click, so keep it modest.
     exclude_window: int = Field(default=100, ge=1, le=10_000)

@@ -18,6 +18,7 @@ they must not have been trained against either.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -60,6 +61,11 @@ class SequenceTrainConfig:
     # stride 5 wins on ml-100k (3-seed mean 0.113 vs 0.100) but doubles an epoch, and on
     # ml-1m the budget then fits half the epochs (0.167 vs 0.178). bench/RESULTS.md
     window_stride: int | Literal["auto"] | None = "auto"
+    # with the "auto" stride on small data (<= AUTO_STRIDE_MAX_TARGETS), windows (and so the
+    # exported encoder's history) are this long instead of the model's max_len (None = keep
+    # it): ml-100k 3-seed mean 0.106 -> 0.116. On ml-1m the longer windows cost epochs within
+    # the budget (0.185 at 100 with stride 20 vs 0.189 at 50), so large data keeps max_len.
+    small_data_max_len: int | None = 100
     # validate and export an exponential moving average of the weights over about this many
     # epochs (per-step decay 1 - 1/(ema_epochs * steps per epoch); None = the raw weights):
     # ml-1m test NDCG@10 0.178 -> 0.187, ml-100k 3-seed mean 0.096 -> 0.100 (bench/RESULTS.md)
@@ -76,9 +82,11 @@ class SequenceTrainConfig:
         fixed_ok = isinstance(stride, int) and stride >= 1
         if stride is not None and stride != "auto" and not fixed_ok:
             raise ValueError(f"window_stride must be >= 1, 'auto' or None, got {stride!r}")
+        if self.small_data_max_len is not None and self.small_data_max_len < 1:
+            raise ValueError(f"small_data_max_len must be >= 1, got {self.small_data_max_len}")
 
 
-AUTO_STRIDE_MAX_TARGETS = 300_000  # "auto" window stride: 5 up to this many targets, else 10
+AUTO_STRIDE_MAX_TARGETS = 300_000  # "auto": stride 5 and small_data_max_len up to this many
 
 
 @dataclass
@@ -174,14 +182,24 @@ class SequenceScorer:
         return scores
 
 
-def window_stride(cfg: SequenceTrainConfig, max_len: int, n_targets: int) -> int:
-    """The stride to cut windows with, capped at the window length (small test models use
-    short windows): None = disjoint windows, "auto" = 5 or 10 by ``n_targets``."""
-    if cfg.window_stride is None:
-        return max_len
+def fit_to_data(
+    cfg: SequenceTrainConfig, model_cfg: SequenceModelConfig, n_targets: int
+) -> tuple[SequenceModelConfig, int]:
+    """The model config and window stride to train with on ``n_targets`` targets.
+
+    The stride is capped at the window length (small test models use short windows); None
+    = disjoint windows. "auto" = stride 5 and ``small_data_max_len`` windows up to
+    AUTO_STRIDE_MAX_TARGETS (small data leaves the budget room for more context per target),
+    stride 10 and the model's own max_len above."""
+    if cfg.window_stride == "auto" and n_targets <= AUTO_STRIDE_MAX_TARGETS:
+        if cfg.small_data_max_len is not None:
+            model_cfg = dataclasses.replace(model_cfg, max_len=cfg.small_data_max_len)
+        return model_cfg, min(5, model_cfg.max_len)
     if cfg.window_stride == "auto":
-        return min(5 if n_targets <= AUTO_STRIDE_MAX_TARGETS else 10, max_len)
-    return min(cfg.window_stride, max_len)
+        return model_cfg, min(10, model_cfg.max_len)
+    if cfg.window_stride is None:
+        return model_cfg, model_cfg.max_len
+    return model_cfg, min(cfg.window_stride, model_cfg.max_len)
 
 
 class _Ema:
@@ -227,6 +245,8 @@ def train_sequence_model(
         warm[np.asarray(seq, dtype=np.int64)] = True
     space = ItemSpace(text_vectors, warm, centre=cfg.centre_text)
     candidates, target_index = softmax_candidates(warm)
+    n_targets = sum(max(0, len(seq) - 1) for seq in train_sequences)
+    model_cfg, stride = fit_to_data(cfg, model_cfg, n_targets)
     encoder = SequenceEncoder(model_cfg)
     log_scale = nn.Parameter(torch.tensor(math.log(cfg.init_scale)))
     opt = torch.optim.AdamW(
@@ -237,12 +257,11 @@ def train_sequence_model(
         ],
         lr=cfg.lr,
     )
-    n_targets = sum(max(0, len(seq) - 1) for seq in train_sequences)
-    stride = window_stride(cfg, model_cfg.max_len, n_targets)
     inputs, targets = make_windows(train_sequences, model_cfg.max_len, pad=n_items, stride=stride)
     log.info(
-        "sequence training: %d windows (stride %d), %d items, %d warm",
+        "sequence training: %d windows of %d (stride %d), %d items, %d warm",
         len(inputs),
+        model_cfg.max_len,
         stride,
         n_items,
         warm.sum(),

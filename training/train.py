@@ -340,7 +340,10 @@ def train_bundle(
                 "int8_file": "text_encoder.int8.onnx" if cfg.int8 else None,
                 "max_length": cfg.text.max_length,
             },
-            "sequence_encoder": {"file": "sequence_encoder.onnx", "max_length": cfg.model.max_len},
+            "sequence_encoder": {
+                "file": "sequence_encoder.onnx",
+                "max_length": result.encoder.cfg.max_len,
+            },
             "index": {
                 "file": "index.faiss",
                 "kind": built.kind,

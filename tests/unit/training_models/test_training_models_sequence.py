@@ -16,10 +16,10 @@ from training.sequence_train import (
     SequenceScorer,
     SequenceTrainConfig,
     _Ema,
+    fit_to_data,
     make_windows,
     pad_histories,
     train_sequence_model,
-    window_stride,
 )
 from training.split import EvalCases
 
@@ -149,15 +149,35 @@ def test_config_refuses_bad_values_before_any_training(bad: dict[str, object]) -
         SequenceTrainConfig(**bad)  # type: ignore[arg-type]
 
 
-def test_auto_stride_is_5_for_small_data_and_10_for_large() -> None:
-    auto = SequenceTrainConfig()
-    assert auto.window_stride == "auto"
-    assert window_stride(auto, max_len=50, n_targets=AUTO_STRIDE_MAX_TARGETS) == 5
-    assert window_stride(auto, max_len=50, n_targets=AUTO_STRIDE_MAX_TARGETS + 1) == 10
-    assert window_stride(auto, max_len=4, n_targets=10) == 4  # capped at the window
-    fixed = SequenceTrainConfig(window_stride=7)
-    assert window_stride(fixed, max_len=50, n_targets=10**7) == 7
-    assert window_stride(SequenceTrainConfig(window_stride=None), 50, 10) == 50
+def test_auto_sizes_small_data_with_long_windows_and_large_with_the_model_s() -> None:
+    auto, model = SequenceTrainConfig(), SequenceModelConfig(max_len=50)
+    assert auto.window_stride == "auto" and auto.small_data_max_len == 100
+    assert fit_to_data(auto, model, AUTO_STRIDE_MAX_TARGETS) == (
+        dataclasses.replace(model, max_len=100),
+        5,
+    )
+    assert fit_to_data(auto, model, AUTO_STRIDE_MAX_TARGETS + 1) == (model, 10)
+    keep = SequenceTrainConfig(small_data_max_len=None)
+    assert fit_to_data(keep, SequenceModelConfig(max_len=4), 10) == (
+        SequenceModelConfig(max_len=4),
+        4,  # capped at the window
+    )
+    assert fit_to_data(SequenceTrainConfig(window_stride=7), model, 10) == (model, 7)
+    assert fit_to_data(SequenceTrainConfig(window_stride=None), model, 10) == (model, 50)
+
+
+def test_training_exports_the_resolved_window_length() -> None:
+    seqs = cyclic_sequences(N_ITEMS, n_users=30, length=8, seed=0)
+    cfg = dataclasses.replace(TRAIN, epochs=1, window_stride="auto", small_data_max_len=6)
+    result = train_sequence_model(
+        seqs,
+        random_unit(N_ITEMS, DIM, seed=1),
+        lambda f: {"ndcg@10": 0.0},
+        MODEL,
+        cfg,
+        progress=False,
+    )
+    assert result.encoder.cfg.max_len == 6 and result.window_stride == 5
 
 
 def test_head_on_selected_states_matches_all_positions() -> None:
