@@ -101,8 +101,8 @@ def train(
         int | None,
         typer.Option(
             help="Training windows step back this many items (1..max_len; smaller = more "
-            "context per target, more windows). Default: 5 for up to 300k training "
-            "interactions, else 10."
+            "context per target, more windows). Default: 5, with 100-item windows, for "
+            "up to 300k training interactions; else 10 with the model's 50."
         ),
     ] = None,
     ema_epochs: Annotated[
