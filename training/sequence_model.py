@@ -93,15 +93,12 @@ class SequenceEncoder(nn.Module):
 
     def all_positions(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """User vectors after every position: (B,T,D), L2-normalised."""
-        return self.from_projected(self.in_proj(x), mask)
-
-    def from_projected(self, px: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`all_positions` given ``in_proj(x)`` (B,T,C): training projects the
-        (N,D) catalog once and gathers (N,C) rows, 4-6x less work than projecting (B,T,D)."""
-        return self.head(self.hidden(px, mask))
+        return self.head(self.hidden(self.in_proj(x), mask))
 
     def hidden(self, px: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Transformer states (B,T,C) after every position, given ``in_proj(x)``."""
+        """Transformer states (B,T,C) after every position, given ``in_proj(x)`` (B,T,C):
+        training projects the (N,D) catalog once and gathers (N,C) rows, 4-6x less work
+        than projecting (B,T,D)."""
         t = px.shape[1]
         m = mask.unsqueeze(-1)  # (B,T,1)
         h = px * m + self.pos[self.cfg.max_len - t :]  # (B,T,C)
@@ -113,8 +110,8 @@ class SequenceEncoder(nn.Module):
         return h
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        """States (...,C) -> L2-normalised user vectors (...,D). Training applies it only at
-        positions that have a target (a fifth of them with window stride 10)."""
+        """States (...,C) -> L2-normalised user vectors (...,D). Training scores through
+        :meth:`head_logits` instead, at the positions that have a target only."""
         return F.normalize(self.out_proj(self.ln_f(h)), dim=-1)
 
     def head_logits(
