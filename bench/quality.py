@@ -76,7 +76,7 @@ def run_recbole(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Train one RecBole model on ``split`` in its venv; test scores (B, N) + run info."""
     name = f"bench-{args.dataset}"  # not "ml-100k": RecBole would load its bundled copy
-    write_benchmark_files(split, work, name)
+    write_benchmark_files(split, work, name, max_len=args.max_len)
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(args.threads))
     if TCMALLOC is not None:
         env["LD_PRELOAD"] = str(TCMALLOC)
@@ -85,7 +85,8 @@ def run_recbole(
         "--work", str(work), "--dataset", name, "--model", model, "--n-items", str(n_items),
         "--max-epochs", str(max_epochs), "--patience", str(args.patience),
         "--time-budget", str(args.time_budget), "--threads", str(args.threads),
-        "--train-batch-size", str(args.train_batch_size), *(["--resume"] if args.resume else []),
+        "--train-batch-size", str(args.train_batch_size), "--max-len", str(args.max_len),
+        *(["--resume"] if args.resume else []),
     ]  # fmt: skip
     log.info("RecBole %s in %s", model, work)
     t0 = time.perf_counter()
@@ -159,6 +160,13 @@ def main() -> int:
     )
     ap.add_argument("--train-batch-size", type=int, default=256, help="RecBole (its default: 2048)")
     ap.add_argument("--patience", type=int, default=3, help="RecBole early stopping (epochs)")
+    ap.add_argument(
+        "--max-len",
+        type=int,
+        default=50,
+        help="RecBole: most recent items a model reads (MAX_ITEM_LIST_LENGTH; its default 50). "
+        "recstream reads 100 on data up to 300k interactions",
+    )
     ap.add_argument(
         "--time-budget",
         type=float,

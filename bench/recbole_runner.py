@@ -54,6 +54,7 @@ def main() -> int:
     # updates, so it converges within the few epochs a 2-core machine affords.
     ap.add_argument("--train-batch-size", type=int, default=256)
     ap.add_argument("--resume", action="store_true", help="continue from <model>.ckpt.pt")
+    ap.add_argument("--max-len", type=int, default=50, help="MAX_ITEM_LIST_LENGTH")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -68,7 +69,7 @@ def main() -> int:
         "ITEM_ID_FIELD": "item_id",
         "load_col": {"inter": ["user_id", "item_id_list", "item_id"]},
         "alias_of_item_id": ["item_id_list"],
-        "MAX_ITEM_LIST_LENGTH": 50,
+        "MAX_ITEM_LIST_LENGTH": args.max_len,
         "loss_type": "CE",
         "train_neg_sample_args": None,
         "eval_args": {"order": "TO", "mode": "full", "group_by": "user"},
