@@ -192,14 +192,13 @@ def fit_to_data(
     AUTO_STRIDE_MAX_TARGETS (small data leaves the budget room for more context per target),
     stride 10 and the model's own max_len above."""
     if cfg.window_stride == "auto":
-        if n_targets > AUTO_STRIDE_MAX_TARGETS:
-            return model_cfg, min(10, model_cfg.max_len)
-        if cfg.small_data_max_len is not None:
+        small = n_targets <= AUTO_STRIDE_MAX_TARGETS
+        if small and cfg.small_data_max_len is not None:
             model_cfg = dataclasses.replace(model_cfg, max_len=cfg.small_data_max_len)
-        return model_cfg, min(5, model_cfg.max_len)
-    if cfg.window_stride is None:
-        return model_cfg, model_cfg.max_len
-    return model_cfg, min(cfg.window_stride, model_cfg.max_len)
+        stride = 5 if small else 10
+    else:
+        stride = model_cfg.max_len if cfg.window_stride is None else cfg.window_stride
+    return model_cfg, min(stride, model_cfg.max_len)
 
 
 class _Ema:
