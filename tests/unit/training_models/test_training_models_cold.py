@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from training.metrics import evaluate, mask_history
-from training.sequence_model import SequenceModelConfig
+from training.sequence_model import SequenceEncoder, SequenceModelConfig
 from training.sequence_train import (
+    NOT_A_CANDIDATE,
     SequenceScorer,
     SequenceTrainConfig,
-    softmax_candidates,
+    candidate_bias,
     train_sequence_model,
 )
 from training.split import EvalCases
@@ -54,9 +55,16 @@ def _sequences(cold: np.ndarray, n_users: int, length: int, seed: int) -> list[n
 
 def test_softmax_candidates_are_the_trained_items_only() -> None:
     warm = np.array([True, False, True, True, False])
-    candidates, index = softmax_candidates(warm)
-    assert candidates.tolist() == [0, 2, 3]
-    assert index.tolist() == [0, -1, 1, 2, -1]
+    bias = candidate_bias(warm)
+    assert bias.tolist() == [0.0, NOT_A_CANDIDATE, 0.0, 0.0, NOT_A_CANDIDATE]
+    # through the bf16 logit product the untrained items get no probability at all
+    enc = SequenceEncoder(SequenceModelConfig(dim=8, d_model=8, max_len=4)).eval()
+    items = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = enc.head_logits(torch.randn(3, 8), items, torch.tensor(20.0), bias)
+    probs = torch.softmax(logits.float(), dim=-1)
+    assert probs[:, [1, 4]].max().item() == 0.0
+    assert torch.allclose(probs[:, [0, 2, 3]].sum(-1), torch.ones(3))
 
 
 def test_cold_items_compete_with_their_on_topic_warm_rivals() -> None:

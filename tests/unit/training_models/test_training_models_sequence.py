@@ -10,7 +10,7 @@ import torch
 
 from tests.unit.training_models.conftest import cyclic_sequences, random_unit
 from training.metrics import evaluate
-from training.sequence_model import SequenceEncoder, SequenceModelConfig
+from training.sequence_model import SequenceEncoder, SequenceModelConfig, keep_mask
 from training.sequence_train import (
     AUTO_STRIDE_MAX_TARGETS,
     SequenceScorer,
@@ -142,11 +142,22 @@ def test_ema_training_still_learns_the_pattern() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"ema_epochs": 0.0}, {"ema_epochs": -1.0}, {"window_stride": 0}, {"window_stride": "x"}]
+    "bad",
+    [
+        {"ema_epochs": 0.0},
+        {"ema_epochs": -1.0},
+        {"window_stride": 0},
+        {"window_stride": "x"},
+    ],
 )
 def test_config_refuses_bad_values_before_any_training(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SequenceTrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_model_config_refuses_a_width_the_heads_do_not_divide() -> None:
+    with pytest.raises(ValueError, match="multiple of n_heads"):
+        SequenceModelConfig(d_model=95, n_heads=2)
 
 
 def test_auto_sizes_small_data_with_long_windows_and_large_with_the_model_s() -> None:
@@ -211,6 +222,16 @@ def test_dropout_keeps_the_expected_value_and_is_off_in_eval() -> None:
     assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
     assert abs(float(y.mean()) - 1.0) < 0.01  # survivors scaled by 1/(1-p)
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_keep_mask_drops_at_the_same_rate_in_every_byte_lane_and_is_seeded() -> None:
+    torch.manual_seed(1)
+    mask, keep = keep_mask((7 * 40_000,), 0.2)
+    assert keep == 1 - 51 / 256
+    lanes = mask.view(-1, 7).float().mean(0)  # one lane per byte of each int64 draw
+    assert torch.all((lanes - keep).abs() < 0.01), lanes  # the top byte is never used
+    torch.manual_seed(1)
+    assert torch.equal(keep_mask((7 * 40_000,), 0.2)[0], mask)
 
 
 def test_padding_does_not_change_the_user_vector() -> None:
