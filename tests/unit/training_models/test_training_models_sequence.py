@@ -10,7 +10,7 @@ import torch
 
 from tests.unit.training_models.conftest import cyclic_sequences, random_unit
 from training.metrics import evaluate
-from training.sequence_model import SequenceEncoder, SequenceModelConfig, keep_mask
+from training.sequence_model import SequenceEncoder, SequenceModelConfig
 from training.sequence_train import (
     AUTO_STRIDE_MAX_TARGETS,
     SequenceScorer,
@@ -222,16 +222,6 @@ def test_dropout_keeps_the_expected_value_and_is_off_in_eval() -> None:
     assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
     assert abs(float(y.mean()) - 1.0) < 0.01  # survivors scaled by 1/(1-p)
     assert torch.equal(drop.eval()(x), x)
-
-
-def test_keep_mask_drops_at_the_same_rate_in_every_byte_lane_and_is_seeded() -> None:
-    torch.manual_seed(1)
-    mask, keep = keep_mask((7 * 40_000,), 0.2)
-    assert keep == 1 - 51 / 256
-    lanes = mask.view(-1, 7).float().mean(0)  # one lane per byte of each int64 draw
-    assert torch.all((lanes - keep).abs() < 0.01), lanes  # the top byte is never used
-    torch.manual_seed(1)
-    assert torch.equal(keep_mask((7 * 40_000,), 0.2)[0], mask)
 
 
 def test_padding_does_not_change_the_user_vector() -> None:
