@@ -52,7 +52,7 @@ class SequenceTrainConfig:
     init_scale: float = 20.0  # initial cosine → logit scale (learned)
     patience: int = 3  # epochs without validation NDCG@10 gain before stopping
     # wall-clock budget for this stage: an epoch starts only if one more of the last epoch's
-    # length still fits: ml-1m fits 17 epochs and its whole run takes 18 min (target <= 20)
+    # length still fits: ml-1m fits 16 epochs and its whole run takes 18 min (target <= 20)
     max_minutes: float = 17.0
     valid_users: int = 3000  # cap on validation cases per check (speed)
     # windows step back this many items (capped at max_len; None = disjoint windows), so each
