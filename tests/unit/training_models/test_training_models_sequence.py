@@ -142,13 +142,7 @@ def test_ema_training_still_learns_the_pattern() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [
-        {"ema_epochs": 0.0},
-        {"ema_epochs": -1.0},
-        {"window_stride": 0},
-        {"window_stride": "x"},
-    ],
+    "bad", [{"ema_epochs": 0.0}, {"ema_epochs": -1.0}, {"window_stride": 0}, {"window_stride": "x"}]
 )
 def test_config_refuses_bad_values_before_any_training(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
