@@ -105,6 +105,14 @@ def train(
             "up to 300k training interactions; else 10 with the model's 50."
         ),
     ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(
+            help="Sequence-encoder dropout, 0 <= p < 1, on any data size. Default: 0.2, "
+            "or 0.05 above 300k training interactions (where the time budget, not "
+            "overfitting, ends training)."
+        ),
+    ] = None,
     ema_epochs: Annotated[
         float | None,
         typer.Option(
@@ -135,12 +143,18 @@ def train(
                 f"must be in 1..{cfg.model.max_len}", param_hint="--window-stride"
             )
         seq = dataclasses.replace(seq, window_stride=window_stride)
+    model = cfg.model
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise typer.BadParameter("must be in [0, 1)", param_hint="--dropout")
+        model = dataclasses.replace(model, dropout=dropout)
+        seq = dataclasses.replace(seq, large_data_dropout=None)
     if ema_epochs is not None:
         if ema_epochs < 0:
             raise typer.BadParameter("must be >= 0 (0 = off)", param_hint="--ema-epochs")
         seq = dataclasses.replace(seq, ema_epochs=ema_epochs or None)
     text = dataclasses.replace(text, seed=seed)
-    cfg = dataclasses.replace(cfg, text=text, seq=seq, split=split.value, seed=seed)
+    cfg = dataclasses.replace(cfg, text=text, seq=seq, model=model, split=split.value, seed=seed)
     try:
         path = train_bundle(dataset, out, cfg, progress=not as_json)
     except RecstreamError as exc:

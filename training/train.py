@@ -262,6 +262,7 @@ def train_bundle(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "window_stride": result.window_stride,
+        "dropout": result.encoder.cfg.dropout,  # as trained ("auto" may lower it on large data)
         "text_tower": dataclasses.asdict(tune),
     }
 

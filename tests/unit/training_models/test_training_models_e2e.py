@@ -127,6 +127,16 @@ def test_cli_train_refuses_a_window_stride_outside_the_window(stride: str, tmp_p
     assert not (tmp_path / "b").exists()  # refused before any training
 
 
+@pytest.mark.parametrize("p", ["1", "-0.1"])
+def test_cli_train_refuses_a_dropout_outside_0_to_1(p: str, tmp_path: Path) -> None:
+    from recstream.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--dropout", p, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "--dropout" in result.output and "[0, 1)" in result.output
+    assert not (tmp_path / "b").exists()  # refused before any training
+
+
 def test_cli_train_refuses_a_negative_ema_horizon(tmp_path: Path) -> None:
     from recstream.cli import app
 

@@ -142,7 +142,15 @@ def test_ema_training_still_learns_the_pattern() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"ema_epochs": 0.0}, {"ema_epochs": -1.0}, {"window_stride": 0}, {"window_stride": "x"}]
+    "bad",
+    [
+        {"ema_epochs": 0.0},
+        {"ema_epochs": -1.0},
+        {"window_stride": 0},
+        {"window_stride": "x"},
+        {"large_data_dropout": 1.0},
+        {"large_data_dropout": -0.1},
+    ],
 )
 def test_config_refuses_bad_values_before_any_training(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -161,7 +169,13 @@ def test_auto_sizes_small_data_with_long_windows_and_large_with_the_model_s() ->
         dataclasses.replace(model, max_len=100),
         5,
     )
-    assert fit_to_data(auto, model, AUTO_STRIDE_MAX_TARGETS + 1) == (model, 10)
+    assert auto.large_data_dropout == 0.05 and model.dropout == 0.2
+    assert fit_to_data(auto, model, AUTO_STRIDE_MAX_TARGETS + 1) == (
+        dataclasses.replace(model, dropout=0.05),
+        10,
+    )
+    keep_dropout = SequenceTrainConfig(large_data_dropout=None)
+    assert fit_to_data(keep_dropout, model, AUTO_STRIDE_MAX_TARGETS + 1) == (model, 10)
     keep = SequenceTrainConfig(small_data_max_len=None)
     assert fit_to_data(keep, SequenceModelConfig(max_len=4), 10) == (
         SequenceModelConfig(max_len=4),
