@@ -30,6 +30,8 @@ class SequenceModelConfig:
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must be a multiple of n_heads {self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:  # 1.0 would zero every activation (and divide by 0)
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class _Dropout(nn.Module):

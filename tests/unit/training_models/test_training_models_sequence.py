@@ -162,6 +162,12 @@ def test_model_config_refuses_a_width_the_heads_do_not_divide() -> None:
         SequenceModelConfig(d_model=95, n_heads=2)
 
 
+@pytest.mark.parametrize("dropout", [1.0, -0.1, 1.5])
+def test_model_config_refuses_a_dropout_outside_0_1(dropout: float) -> None:
+    with pytest.raises(ValueError, match="dropout must be in"):
+        SequenceModelConfig(dropout=dropout)
+
+
 def test_auto_sizes_small_data_with_long_windows_and_large_with_the_model_s() -> None:
     auto, model = SequenceTrainConfig(), SequenceModelConfig(max_len=50)
     assert auto.window_stride == "auto" and auto.small_data_max_len == 100
