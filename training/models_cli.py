@@ -145,9 +145,10 @@ def train(
         seq = dataclasses.replace(seq, window_stride=window_stride)
     model = cfg.model
     if dropout is not None:
-        if not 0.0 <= dropout < 1.0:
-            raise typer.BadParameter("must be in [0, 1)", param_hint="--dropout")
-        model = dataclasses.replace(model, dropout=dropout)
+        try:  # SequenceModelConfig checks the range; the refusal names the flag
+            model = dataclasses.replace(model, dropout=dropout)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--dropout") from exc
         seq = dataclasses.replace(seq, large_data_dropout=None)
     if ema_epochs is not None:
         if ema_epochs < 0:
