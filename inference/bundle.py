@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inference.errors import (
     BundleFileMissingError,
@@ -69,6 +69,13 @@ class IndexEntry(_Part):
     params: dict[str, Any] = {}
 
 
+class FusionEntry(_Part):
+    """Serving defaults that training chose for this bundle (None: the serving default)."""
+
+    # warm users' popularity weight, chosen on the validation cases (training/prior_tuning.py)
+    popularity_weight_warm: float | None = Field(default=None, ge=0)
+
+
 class Manifest(_Part):
     """manifest.json (unknown keys are kept, so newer writers stay readable)."""
 
@@ -80,6 +87,7 @@ class Manifest(_Part):
     text_encoder: TextEncoderEntry
     sequence_encoder: SequenceEncoderEntry
     index: IndexEntry
+    fusion: FusionEntry = FusionEntry()
     config: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     files: dict[str, str]

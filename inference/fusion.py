@@ -77,7 +77,7 @@ def fusion_weights(
     # the warm prior backs the sequence in proportion to its say: a fresh query
     # (explicit intent) halves it for a warm user, a stale one gives it back
     seq_share = w_seq / (w_seq + w_q) if w_seq > 0 else 0.0
-    w_pop = s.popularity_weight * (1.0 - warmth) + s.popularity_weight_warm * warmth * seq_share
+    w_pop = s.popularity_weight * (1.0 - warmth) + s.warm_prior() * warmth * seq_share
     total = w_seq + w_q + w_pop
     if total <= 0:
         return Weights(0.0, 0.0, 1.0)
@@ -135,6 +135,39 @@ class Calibration:
 
 
 _MIN_STD = 1e-6
+
+
+def fuse_dense(
+    scores: np.ndarray, popularity: np.ndarray, weights: Sequence[Weights]
+) -> np.ndarray:
+    """Fused scores of EVERY item for behaviour-only requests, (B, N), for offline benches.
+
+    ``scores`` (B, N) holds any model's score of every catalog item for each request
+    (-inf for items the model cannot score), ``popularity`` (N,) the prior, and
+    ``weights`` one :class:`Weights` per request. Each row is standardised over
+    its finite entries, popularity over the catalog, and mixed as :func:`fuse`
+    mixes them. For a bundle's own cosines (N within :meth:`Calibration.of`'s
+    sample) this is exactly what :func:`fuse` ranks when every item is a
+    candidate; for another model's scores it gives that model the same prior
+    at the same weight, so the two can be compared as served.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] != len(popularity) or len(weights) != len(s):
+        raise ValueError(
+            f"scores {s.shape}, popularity {np.shape(popularity)}, {len(weights)} weights"
+        )
+    finite = np.isfinite(s)
+    n = np.maximum(finite.sum(1, keepdims=True), 1)
+    filled = np.where(finite, s, 0.0)
+    mean = filled.sum(1, keepdims=True) / n
+    sd = np.sqrt((np.where(finite, s - mean, 0.0) ** 2).sum(1, keepdims=True) / n)
+    # a row that sees every item alike cannot rank: it contributes nothing (as in vector_z)
+    z = np.where(sd < _MIN_STD, 0.0, (filled - mean) / np.maximum(sd, _MIN_STD))
+    pop = np.asarray(popularity, dtype=np.float64)
+    zp = (pop - pop.mean()) / max(float(pop.std()), _MIN_STD)
+    w_seq = np.array([w.sequence for w in weights])[:, None]
+    w_pop = np.array([w.popularity for w in weights])[:, None]
+    return np.where(finite, w_seq * z + w_pop * zp, -np.inf)
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,11 @@ class OnnxRecommender:
     ) -> None:
         import faiss
 
-        s = self.settings = settings or InferenceSettings()
+        s = settings or InferenceSettings()
         m = bundle.manifest
+        # the bundle's tuned prior applies unless these settings name their own
+        fusion = s.fusion.for_bundle(m.fusion.popularity_weight_warm)
+        s = self.settings = s if fusion is s.fusion else s.model_copy(update={"fusion": fusion})
         self.bundle = bundle
         faiss.omp_set_num_threads(s.faiss_threads)
         plan = onnx_plan(s.provider, s.threads)

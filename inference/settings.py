@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Normalize = Literal["zscore", "none"]
 
 
+# The warm popularity weight for a bundle whose training chose none (bundles written
+# before session 12): 0.1, chosen on four ml-100k bundles (bench/RESULTS.md, inference).
+DEFAULT_POPULARITY_WEIGHT_WARM = 0.1
+
+
 class FusionSettings(BaseModel):
     """How candidate sources are weighted (see :mod:`inference.fusion`).
 
@@ -43,10 +48,13 @@ class FusionSettings(BaseModel):
     popularity_weight: float = Field(default=0.03, ge=0)
     # Popularity weight at full history (ramps from popularity_weight with history,
     # scaled by the sequence's share of the personal weight: halved by a fresh
-    # query). 0 serves warm users exactly as offline; 0.1 moved their NDCG@10 by
-    # -0.002..+0.005 (mean +0.003, +4%) and left users with a fresh query as at
-    # 0.05; 0.05 moved it by -0.001..+0.003; 0.2 fell below offline on 3 of 4.
-    popularity_weight_warm: float = Field(default=0.1, ge=0)
+    # query). None (the default): the weight the bundle's training chose on its
+    # validation cases (manifest ``fusion.popularity_weight_warm``), or
+    # DEFAULT_POPULARITY_WEIGHT_WARM for a bundle without one. The best weight
+    # depends on the data: on ml-100k 0.075-0.15 lifted warm NDCG@10 by 2-4 %
+    # over none, on ml-1m 0.025 lifted it 1 % and 0.1 cost 1-3 % (bench/RESULTS.md,
+    # session 12). A number here overrides every bundle's choice.
+    popularity_weight_warm: float | None = Field(default=None, ge=0)
     # History length at which the sequence gets full weight. Served with only their
     # last 3 items, ml-100k users fared the same at 1 and 5 (within 0.002 either
     # way) and worse at 20 (NDCG@10 -0.003..-0.007 on 3 of 4 bundles); 1- and
@@ -55,6 +63,17 @@ class FusionSettings(BaseModel):
     query_half_life_s: float = Field(
         default=600.0, gt=0
     )  # query weight halves every this many seconds
+
+    def warm_prior(self) -> float:
+        """The warm popularity weight in force (the fallback when none was resolved)."""
+        w = self.popularity_weight_warm
+        return DEFAULT_POPULARITY_WEIGHT_WARM if w is None else w
+
+    def for_bundle(self, tuned_warm: float | None) -> FusionSettings:
+        """These settings with the bundle's tuned warm weight filled in, unless set here."""
+        if self.popularity_weight_warm is not None or tuned_warm is None:
+            return self
+        return self.model_copy(update={"popularity_weight_warm": tuned_warm})
 
 
 class CandidateSettings(BaseModel):

@@ -205,8 +205,13 @@ def build_tiny_bundle(
     text_max_length: int = 16,
     sequence_max_length: int = 20,
     seed: int = 0,
+    popularity_weight_warm: float | None = None,
 ) -> Path:
-    """Write a sealed bundle to ``out_dir/version`` and return that path."""
+    """Write a sealed bundle to ``out_dir/version`` and return that path.
+
+    ``popularity_weight_warm``: the manifest's tuned warm prior (None: no fusion entry,
+    as in bundles written before training chose one).
+    """
     import onnx
 
     from inference.encoders import TextEncoder
@@ -265,6 +270,8 @@ def build_tiny_bundle(
         "config": {"builder": "inference.testing.build_tiny_bundle", "seed": seed},
         "metrics": {},
     }
+    if popularity_weight_warm is not None:
+        manifest["fusion"] = {"popularity_weight_warm": popularity_weight_warm}
     final = out_dir / version
     if final.exists():
         raise FileExistsError(f"{final} exists: pick another version or directory")

@@ -233,7 +233,12 @@ def train_bundle(
     from training.bundle_files import popularity_prior, training_mask, write_items
     from training.bundle_io import discard_staging, finalize_bundle, staging_dir
     from training.index_build import build_index
-    from training.offline_eval import query_metrics, sequence_metrics
+    from training.offline_eval import (
+        history_scorer,
+        query_metrics,
+        sequence_metrics,
+        torch_user_fn,
+    )
     from training.onnx_export import (
         check_sequence_parity,
         check_text_parity,
@@ -245,6 +250,7 @@ def train_bundle(
         session,
         text_encoder_speed,
     )
+    from training.prior_tuning import choose_warm_prior
 
     cfg = config or TrainConfig()
     t_start, cpu_start = time.perf_counter(), time.process_time()
@@ -265,6 +271,20 @@ def train_bundle(
         "dropout": result.encoder.cfg.dropout,  # as trained ("auto" may lower it on large data)
         "text_tower": dataclasses.asdict(tune),
     }
+
+    # the served popularity prior, and its weight for warm users chosen on validation
+    keep = training_mask(ds.interactions)
+    if len(split.cold_items):
+        keep &= ~np.isin(ds.interactions.item, split.cold_items)
+    popularity = popularity_prior(ds.interactions, n_items, keep=keep)
+    prior = choose_warm_prior(
+        history_scorer(torch_user_fn(result.encoder), item_vectors, result.encoder.cfg.max_len),
+        split.valid,
+        popularity,
+    )
+    metrics["fusion_prior"] = prior.to_dict()
+    log.info("warm popularity weight %g (validation NDCG@10 by weight: %s)",
+             prior.weight, prior.ndcg_by_weight)  # fmt: skip
 
     # 4. export
     root = Path(out_dir)
@@ -317,10 +337,7 @@ def train_bundle(
         tok.save(str(stage / "tokenizer.json"))
         write_items(catalog, stage / "items.jsonl")
         np.save(stage / "item_vectors.npy", item_vectors.astype(np.float32))
-        keep = training_mask(ds.interactions)
-        if len(split.cold_items):
-            keep &= ~np.isin(ds.interactions.item, split.cold_items)
-        np.save(stage / "popularity.npy", popularity_prior(ds.interactions, n_items, keep=keep))
+        np.save(stage / "popularity.npy", popularity)
         import faiss
 
         built = build_index(item_vectors, exact_max=cfg.exact_index_max)
@@ -352,6 +369,7 @@ def train_bundle(
                 "params": built.params,
                 "recall_at_10_vs_exact": built.recall_at_10,
             },
+            "fusion": {"popularity_weight_warm": prior.weight},
             "n_items": n_items,
             "scale": result.scale,
             "config": cfg.to_dict(),

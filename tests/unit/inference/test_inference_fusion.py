@@ -9,6 +9,7 @@ from inference.fusion import (
     Calibration,
     Weights,
     fuse,
+    fuse_dense,
     fusion_weights,
     query_decay,
 )
@@ -223,3 +224,35 @@ def test_calibration_follows_a_new_popularity_prior_only() -> None:
     assert moved.popularity_z(POP[:1])[0] == pytest.approx(cal.popularity_z(POP[:1])[0])
     doubled = cal.with_popularity(np.minimum(2 * POP, 1))
     assert doubled.pop_mean > cal.pop_mean
+
+
+def test_fuse_dense_ranks_every_item_as_fuse_does_with_every_item_a_candidate() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    pop = rng.random(40).astype(np.float32)
+    cal = Calibration.of(vectors, pop)
+    for n_hist in (1, 3, 9):  # below, at and past history_full: the ramp moves the weights
+        user, hist = vectors[n_hist] + vectors[n_hist + 1], np.arange(n_hist)
+        w = fusion_weights(n_hist, False, None, S)
+        served = fuse(
+            candidates={"sequence": np.arange(40)}, vectors=vectors, popularity=pop,
+            weights=w, user_vector=user, query_vector=None, query_text=None,
+            history_rows=hist, history_ids=[str(r) for r in hist],
+            excluded_rows=hist, k=40, calibration=cal,
+        )  # fmt: skip
+        dense = fuse_dense((vectors @ user)[None, :], pop, [w])[0]
+        dense[hist] = -np.inf
+        assert [f.row for f in served] == list(np.lexsort((np.arange(40), -dense))[: len(served)])
+        assert np.allclose([f.score for f in served], dense[[f.row for f in served]], atol=1e-4)
+
+
+def test_fuse_dense_standardises_a_peers_scores_over_the_items_it_can_score() -> None:
+    scores = np.array([[2.0, 0.0, -np.inf, 1.0], [5.0, 5.0, 5.0, 5.0]])
+    pop = np.array([0.0, 1.0, 0.5, 0.5])
+    out = fuse_dense(scores, pop, [Weights(1.0, 0.0, 0.0), Weights(0.5, 0.0, 0.5)])
+    assert np.isneginf(out[0, 2]) and np.allclose(out[0, [0, 1, 3]], [1.2247449, -1.2247449, 0])
+    # a flat row cannot rank: only the prior orders it
+    assert np.allclose(out[1], 0.5 * (pop - pop.mean()) / pop.std())
+    with pytest.raises(ValueError):
+        fuse_dense(scores, pop[:3], [Weights(1, 0, 0)] * 2)

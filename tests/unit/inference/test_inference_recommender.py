@@ -11,8 +11,8 @@ import pytest
 
 from inference.errors import InferenceError
 from inference.recommender import OnnxRecommender, item_text
-from inference.settings import CandidateSettings, InferenceSettings
-from inference.testing import genre_of
+from inference.settings import CandidateSettings, FusionSettings, InferenceSettings
+from inference.testing import build_tiny_bundle, genre_of
 from inference.types import Request
 
 
@@ -218,3 +218,23 @@ def test_cli_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_bundles_tuned_warm_prior_is_served_unless_settings_name_one(
+    flat_bundle: Path, bundles_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert OnnxRecommender.load(flat_bundle).settings.fusion.warm_prior() == 0.1  # no entry
+    heavy = build_tiny_bundle(bundles_root, version="tiny-heavy-prior", popularity_weight_warm=50.0)
+    served = OnnxRecommender.load(heavy)
+    assert served.settings.fusion.popularity_weight_warm == 50.0
+    history = [served.index.item_id(r) for r in range(0, 40, 4)]
+    popular = {served.index.item_id(int(r)) for r in np.argsort(-served.index.popularity)[:30]}
+    top = [it.item_id for it in served.recommend(Request("u", history=history, k=10)).items]
+    own = OnnxRecommender(
+        served.bundle, InferenceSettings(fusion=FusionSettings(popularity_weight_warm=0.0))
+    )
+    plain = [it.item_id for it in own.recommend(Request("u", history=history, k=10)).items]
+    # at 50 x the sequence's weight the prior decides the list; at 0 it has no say
+    assert len(popular.intersection(top)) >= 9 and len(popular.intersection(plain)) < 9
+    monkeypatch.setenv("RECSTREAM_INFERENCE_FUSION__POPULARITY_WEIGHT_WARM", "0.2")
+    assert OnnxRecommender.load(heavy).settings.fusion.popularity_weight_warm == 0.2

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from inference.recommender import OnnxRecommender
 from tests.unit.training_models.conftest import cyclic_sequences
 from training.bundle_io import verify_bundle
 from training.data import load_dataset
 from training.evaluate_bundle import evaluate_bundle
+from training.prior_tuning import GRID
 from training.sequence_model import SequenceModelConfig
 from training.sequence_train import SequenceTrainConfig
 from training.text_finetune import TextTuneConfig
@@ -87,6 +89,16 @@ def test_bundle_is_complete_and_learned_the_pattern(trained: tuple[Path, Path]) 
     assert metrics["test"]["all"]["hr@10"] >= 0.9  # the successor pattern, via item vectors
     assert metrics["export"]["sequence_parity_min_cos"] > 0.999
     assert metrics["text_tower"]["trainable_params"] > 0  # LoRA ran
+    # the served prior's warm weight was chosen on validation and travels to serving
+    prior = metrics["fusion_prior"]
+    by_weight = {float(w): v for w, v in prior["valid_ndcg@10_by_weight"].items()}
+    assert set(by_weight) == set(GRID)
+    assert manifest["fusion"]["popularity_weight_warm"] == prior["popularity_weight_warm"]
+    assert by_weight[prior["popularity_weight_warm"]] == max(by_weight.values())
+    assert (
+        OnnxRecommender.load(bundle).settings.fusion.popularity_weight_warm
+        == (prior["popularity_weight_warm"])
+    )
 
 
 def test_onnx_evaluation_matches_training_metrics(trained: tuple[Path, Path]) -> None:
