@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,25 +50,46 @@ from training.metrics import (
 from training.split import EvalCases, leave_one_out
 
 
-def bundle_scores(bundle: Path, cases: EvalCases, batch: int = 256) -> np.ndarray:
-    """(len(cases), N) scores of the bundle's ONNX sequence encoder."""
+def bundle_scorer(bundle: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """Histories -> (B, N) scores of the bundle's ONNX sequence encoder (verified once)."""
     from training.bundle_io import verify_bundle
     from training.evaluate_bundle import bundle_sequence_scorer
 
     manifest = verify_bundle(bundle)
     vectors = np.load(bundle / "item_vectors.npy", allow_pickle=False)
-    score = bundle_sequence_scorer(bundle, manifest, vectors)
-    hist = cases.histories
+    return bundle_sequence_scorer(bundle, manifest, vectors)
+
+
+def bundle_scores(bundle: Path, cases: EvalCases, batch: int = 256) -> np.ndarray:
+    """(len(cases), N) scores of the bundle's ONNX sequence encoder."""
+    score, hist = bundle_scorer(bundle), cases.histories
     return np.concatenate([score(hist[i : i + batch]) for i in range(0, len(hist), batch)])
 
 
-def served_weights(bundle: Path, cases: EvalCases) -> tuple[float, list[Weights]]:
-    """The warm prior weight serving uses for ``bundle`` (its manifest's tuned weight, or
-    a ``RECSTREAM_INFERENCE_FUSION__*`` override) and the fusion weights a behaviour-only
-    request with each case's history gets."""
+def chosen_prior(bundle: Path, valid: EvalCases, popularity: np.ndarray) -> float:
+    """The warm prior weight training would choose for ``bundle`` on ``valid`` (as
+    ``training.train`` does, through the ONNX encoder), for bundles written before
+    training chose one."""
+    from training.prior_tuning import choose_warm_prior
+
+    choice = choose_warm_prior(bundle_scorer(bundle), valid, popularity)
+    grid = ", ".join(f"{w:g}: {v:.4f}" for w, v in choice.ndcg_by_weight.items())
+    print(
+        f"{bundle.name}: validation NDCG@10 by warm prior weight {grid}; chosen {choice.weight:g}"
+    )
+    return choice.weight
+
+
+def served_weights(
+    bundle: Path, cases: EvalCases, tuned: float | None = None
+) -> tuple[float, list[Weights]]:
+    """The warm prior weight serving uses for ``bundle`` (``tuned``, else its manifest's,
+    unless a ``RECSTREAM_INFERENCE_FUSION__*`` override names one) and the fusion weights
+    a behaviour-only request with each case's history gets."""
     from inference.bundle import load_bundle
 
-    tuned = load_bundle(bundle).manifest.fusion.popularity_weight_warm
+    if tuned is None:
+        tuned = load_bundle(bundle).manifest.fusion.popularity_weight_warm
     fusion = InferenceSettings().fusion.for_bundle(tuned)
     return fusion.warm_prior(), [
         fusion_weights(len(h), False, None, fusion) for h in cases.histories
@@ -100,9 +122,15 @@ def main() -> int:
         "--prior-grid", default="0,0.025,0.05,0.1,0.15,0.2,0.3,0.5",
         help="--served: popularity weights (per unit of sequence weight) tried for each peer",
     )  # fmt: skip
+    ap.add_argument(
+        "--choose-prior", action="store_true",
+        help="--served: choose each bundle's warm prior weight on its validation cases, as "
+        "training does (for bundles written before training chose one)",
+    )  # fmt: skip
     args = ap.parse_args()
 
-    cases = leave_one_out(load_dataset(args.dataset).interactions).test
+    split = leave_one_out(load_dataset(args.dataset).interactions)
+    cases = split.test
     popularity = np.load(args.bundle[0] / "popularity.npy", allow_pickle=False)
     each, priors, first_weights = [], [], None
     for b in args.bundle:
@@ -111,7 +139,8 @@ def main() -> int:
             pop = np.load(b / "popularity.npy", allow_pickle=False)
             if not np.array_equal(pop, popularity):
                 sys.exit(f"{b}: another popularity prior than {args.bundle[0]}'s (another split?)")
-            warm, weights = served_weights(b, cases)
+            tuned = chosen_prior(b, split.valid, pop) if args.choose_prior else None
+            warm, weights = served_weights(b, cases, tuned)
             priors.append(f"{warm:g}")
             first_weights = first_weights or weights
             scores = fuse_dense(scores, pop, weights)
