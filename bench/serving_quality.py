@@ -234,7 +234,8 @@ def compare(
     base = OnnxRecommender(bundle, InferenceSettings(threads=threads, faiss_threads=threads))
     served: dict[str, Served] = {}
     try:
-        for name, fusion in (fusions or {"default": FusionSettings()}).items():
+        # "default": what serving runs (env overrides, else the bundle's tuned prior)
+        for name, fusion in (fusions or {"default": InferenceSettings().fusion}).items():
             settings = base.settings.model_copy(update={"fusion": fusion})
             rec = OnnxRecommender(
                 bundle,
