@@ -120,6 +120,14 @@ def train(
             "this many epochs (0 = the raw weights). Default: the config's."
         ),
     ] = None,
+    history_mask: Annotated[
+        bool,
+        typer.Option(
+            help="Leave the items a user already had out of each training softmax, as "
+            "evaluation and serving leave them out of the ranking (--no-history-mask: "
+            "train against them as negatives, the behaviour before session 13)."
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
@@ -132,7 +140,7 @@ def train(
         text = dataclasses.replace(text, mode=text_mode.value)
     if text_steps is not None:
         text = dataclasses.replace(text, steps=text_steps)
-    seq = dataclasses.replace(cfg.seq, seed=seed)
+    seq = dataclasses.replace(cfg.seq, seed=seed, mask_history=history_mask)
     if epochs:
         seq = dataclasses.replace(seq, epochs=epochs)
     if max_minutes:
