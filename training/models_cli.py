@@ -125,7 +125,7 @@ def train(
         typer.Option(
             help="Leave the items a user already had out of each training softmax, as "
             "evaluation and serving leave them out of the ranking (--no-history-mask: "
-            "train against them as negatives, the behaviour before session 13)."
+            "keep them as negatives, the earlier objective)."
         ),
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,

@@ -323,13 +323,13 @@ def train_sequence_model(
         for step in bar:
             sel = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             inp = torch.from_numpy(inputs[sel])  # (B,L)
-            tgt = torch.from_numpy(targets[sel])  # (B,L)
+            # make_windows puts every target in a window's last `stride` positions
+            tgt = torch.from_numpy(targets[sel])[:, -stride:]  # (B,stride)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 items = space(cfg.residual_dropout)  # (N,D)
                 padded = torch.cat([items, items.new_zeros(1, items.shape[1])])  # (N+1,D)
                 projected = encoder.in_proj(padded)  # (N+1,C), gathered per position below
                 hidden = encoder.hidden(F.embedding(inp, projected), (inp != n_items).float())
-                # make_windows puts every target in a window's last `stride` positions
                 last = hidden[:, -stride:].reshape(-1, hidden.shape[-1])  # (B*stride,C)
                 scale = log_scale.exp().clamp(max=100.0)
                 # scaled cosines of those positions' users with the items (B*stride,N)
@@ -337,10 +337,10 @@ def train_sequence_model(
             if cfg.mask_history:
                 # in place: the matmul that made the logits does not need them for backward
                 logits.index_put_(
-                    seen_before(inp, tgt[:, -stride:], n_items),
+                    seen_before(inp, tgt, n_items),
                     logits.new_tensor(NOT_A_CANDIDATE),
                 )
-            loss = F.cross_entropy(logits.float(), tgt[:, -stride:].reshape(-1), ignore_index=-1)
+            loss = F.cross_entropy(logits.float(), tgt.reshape(-1), ignore_index=-1)
             loss = loss + cfg.residual_decay * space.residual.pow(2).sum(-1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

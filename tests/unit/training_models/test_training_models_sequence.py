@@ -84,7 +84,7 @@ def test_seen_before_marks_each_position_s_earlier_items_but_not_its_target() ->
     assert rows.max().item() == 5 and len(rows) == 16
 
 
-def test_masked_history_gets_no_probability_and_no_gradient() -> None:
+def test_masked_history_gets_no_probability_and_backward_runs_through_the_fill() -> None:
     enc = SequenceEncoder(SequenceModelConfig(dim=8, d_model=8, max_len=4))
     items = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1).requires_grad_()
     inp, tgt = torch.tensor([[5, 0, 1, 2]]), torch.tensor([[1, 2, 3]])
