@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.bundle import seal_bundle  # noqa: E402
+from inference.bundle import Manifest, Staging  # noqa: E402
 from inference.recommender import OnnxRecommender  # noqa: E402
 from inference.settings import InferenceSettings  # noqa: E402
 from inference.types import Request  # noqa: E402
@@ -260,8 +260,8 @@ def build_bundle(args: argparse.Namespace) -> Path:
     final = args.out / name
     if (final / "manifest.json").exists():
         return final
-    tmp = args.out / f"{name}.tmp-{os.getpid()}"
-    tmp.mkdir(parents=True)
+    stage = Staging(args.out, name)  # <out>/<name>.tmp-*, sealed below
+    tmp = stage.path
     if args.tiny_text:
         import onnx
 
@@ -315,7 +315,7 @@ def build_bundle(args: argparse.Namespace) -> Path:
         "config": {"bench": vars(args) | {"out": str(args.out), "json": None}},
         "metrics": {"hnsw_build_s": round(time.perf_counter() - t0, 1)},
     }
-    return seal_bundle(tmp, manifest, final)
+    return stage.seal(Manifest.model_validate(manifest))
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def run(args: argparse.Namespace) -> dict:
             time_calls(rec.recommend_batch, [queries(b) for _ in range(calls)]),
         )
     rec8 = None
-    if rec.bundle.manifest.text_encoder.int8_file:
+    if rec.manifest.text_encoder.int8_file:
         rec8 = OnnxRecommender.load(path, settings.model_copy(update={"prefer_int8": True}))
         freeze_heap("bench int8 bundle loaded")
         for b, calls in ((1, args.requests), (64, args.batches)):

@@ -332,7 +332,7 @@ def find_capacity(args, measure, mode: str) -> tuple[float | None, list[RateResu
 def run_mode(args, bootstrap: str, bundle: Path, mode: str) -> list[RateResult]:
     from recstream.kafka_admin import ensure_topics
     from recstream.settings import Settings, TopicNames
-    from stream.process import WorkerProcess, worker_env
+    from tools.process import WorkerProcess, worker_env
 
     suffix = uuid.uuid4().hex[:8]
     topics = TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
@@ -539,7 +539,7 @@ def write_results(
 
 
 def main() -> None:
-    from stream.process import exit_on_sigterm
+    from tools.process import exit_on_sigterm
 
     exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)

@@ -52,12 +52,16 @@ from training.split import EvalCases, leave_one_out
 
 def bundle_scorer(bundle: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
     """Histories -> (B, N) scores of the bundle's ONNX sequence encoder (verified once)."""
-    from training.bundle_io import verify_bundle
+    from inference.bundle import open_bundle
+    from inference.bundle.load import parse_npy
+    from inference.bundle.manifest import ITEM_VECTORS
     from training.evaluate_bundle import bundle_sequence_scorer
 
-    manifest = verify_bundle(bundle)
-    vectors = np.load(bundle / "item_vectors.npy", allow_pickle=False)
-    return bundle_sequence_scorer(bundle, manifest, vectors)
+    files = open_bundle(bundle)
+    vectors = parse_npy(files.read(ITEM_VECTORS), ITEM_VECTORS)
+    score = bundle_sequence_scorer(files, vectors)
+    files.verify_rest()
+    return score
 
 
 def bundle_scores(bundle: Path, cases: EvalCases, batch: int = 256) -> np.ndarray:

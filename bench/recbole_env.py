@@ -1,4 +1,4 @@
-"""RecBole in its own virtual environment (it needs numpy<2 and setuptools<70; see NOTES.md).
+"""RecBole in its own virtual environment (it needs numpy<2 and setuptools<70).
 
 Created once under ``<cache_dir>/recbole-venv`` with ``uv venv`` + ``uv pip install`` and
 reused afterwards (a marker file records the exact requirement set). torch from PyPI is the

@@ -42,8 +42,10 @@ def train_and_read(
     train_bundle, config_cls = entry
     base = config_cls.quick_preset() if quick else config_cls()
     cfg = dataclasses.replace(base, split=split, cold_frac=0.1, seed=0, n_queries=n_queries)
+    from recstream.settings import Settings
+
     t0 = time.perf_counter()
-    bundle = Path(train_bundle(dataset, out_dir, cfg))
+    bundle = Path(train_bundle(dataset, out_dir, cfg, cache_dir=Settings().cache_dir))
     wall = time.perf_counter() - t0
     manifest = json.loads((bundle / "manifest.json").read_text())
     log.info("recstream %s bundle %s in %.0f s", split, bundle, wall)

@@ -40,10 +40,10 @@ from recstream.settings import (
     TopicNames,
     default_cache_dir,
 )
-from stream.process import exit_on_sigterm
 from tests.integration.reliability.accounting import account
 from tests.integration.reliability.hostile import EVENTS, hostile_messages
 from tests.integration.reliability.kafkaio import producer, read_topic
+from tools.process import exit_on_sigterm
 
 
 def free_port() -> int:
@@ -203,7 +203,7 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    from stream.process import WorkerProcess, worker_env
+    from tools.process import WorkerProcess, worker_env
 
     tmp = Path(tempfile.mkdtemp(prefix="recstream-soak-"))
     broker = None

@@ -141,9 +141,10 @@ def stages(n: int) -> None:
 
 def process(n: int, batch_sizes: list[int], items: int, dim: int) -> None:
     from inference.bundle import find_latest
+    from inference.recommender import OnnxRecommender
+    from inference.settings import InferenceSettings
     from recstream.settings import TopicNames
-    from stream.model import default_loader
-    from stream.processing import InMessage
+    from stream.messages import InMessage
 
     spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "bench" / "latency.py")
     assert spec is not None and spec.loader is not None
@@ -154,7 +155,7 @@ def process(n: int, batch_sizes: list[int], items: int, dim: int) -> None:
     bundle = find_latest(root) if root.exists() else None
     if bundle is None:
         sys.exit(f"no bundle under {root}: run bench/latency.py --build-only first")
-    model = default_loader(bundle)
+    model = OnnxRecommender.load(bundle, InferenceSettings())
     topics = TopicNames()
     events = latency.workload(n * 2, items, 20_000, 0)
     msgs = [

@@ -10,14 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from inference.bundle import Bundle, BundleHandle, load_bundle
+    from inference.bundle import Bundle, load_bundle
     from inference.recommender import OnnxRecommender, load_recommender
     from inference.settings import InferenceSettings
     from inference.types import Recommender, Request, Result, ScoredItem
 
 _EXPORTS = {
     "Bundle": "inference.bundle",
-    "BundleHandle": "inference.handle",
     "InferenceSettings": "inference.settings",
     "OnnxRecommender": "inference.recommender",
     "Recommender": "inference.types",
@@ -30,7 +29,6 @@ _EXPORTS = {
 
 __all__ = [
     "Bundle",
-    "BundleHandle",
     "InferenceSettings",
     "OnnxRecommender",
     "Recommender",

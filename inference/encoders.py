@@ -21,11 +21,13 @@ from inference.providers import OnnxPlan, session_options
 log = logging.getLogger(__name__)
 
 
-def open_session(path: Path, plan: OnnxPlan) -> Any:
+def open_session(model: Path | bytes, plan: OnnxPlan) -> Any:
+    """An ONNX Runtime session over a file, or over bytes already read (and verified)."""
     import onnxruntime as ort
 
+    source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(
-        str(path), sess_options=session_options(plan), providers=list(plan.providers)
+        source, sess_options=session_options(plan), providers=list(plan.providers)
     )
 
 
@@ -44,20 +46,35 @@ class TextEncoder:
     """Tokenizer + ONNX text tower; one ONNX call per :meth:`encode` batch.
 
     Text longer than ``max_length`` tokens is truncated (special tokens kept by
-    the tokenizer's own truncation) and counted in :attr:`truncated`.
+    the tokenizer's own truncation) and counted in :attr:`truncated`. The model
+    and the tokenizer are files, or their bytes (a bundle's verified reads), in
+    which case ``model_path`` names where they came from.
     """
 
     def __init__(
-        self, model_path: Path, tokenizer_path: Path, plan: OnnxPlan, max_length: int
+        self,
+        model: Path | bytes,
+        tokenizer: Path | bytes,
+        plan: OnnxPlan,
+        max_length: int,
+        *,
+        model_path: Path | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
         self.max_length = max_length
-        self.model_path = Path(model_path)
-        self._session = open_session(model_path, plan)
+        if not isinstance(model, bytes):
+            model_path = Path(model)
+        elif model_path is None:
+            raise ValueError("model_path must name where the model bytes came from")
+        self.model_path: Path = model_path
+        self._session = open_session(model, plan)
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._output = self._session.get_outputs()[0].name
-        self._tok = Tokenizer.from_file(str(tokenizer_path))
+        if isinstance(tokenizer, bytes):
+            self._tok = Tokenizer.from_str(tokenizer.decode("utf-8"))
+        else:
+            self._tok = Tokenizer.from_file(str(tokenizer))
         self._tok.enable_truncation(max_length=max_length)
         pad_id = self._pad_id()
         self._tok.enable_padding(pad_id=pad_id, pad_token=self._tok.id_to_token(pad_id) or "[PAD]")
@@ -108,8 +125,8 @@ class TextEncoder:
 class SequenceEncoder:
     """ONNX sequence tower over item vectors (left-padded, most recent last)."""
 
-    def __init__(self, model_path: Path, plan: OnnxPlan, max_length: int, dim: int) -> None:
-        self._session = open_session(model_path, plan)
+    def __init__(self, model: Path | bytes, plan: OnnxPlan, max_length: int, dim: int) -> None:
+        self._session = open_session(model, plan)
         self._output = self._session.get_outputs()[0].name
         self.max_length = max_length
         self.dim = dim

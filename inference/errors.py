@@ -5,7 +5,8 @@ BundleError (recstream.errors)
 ├── BundleManifestError      manifest.json is unreadable or lacks a required entry
 ├── BundleFileMissingError   a file listed in the manifest is not on disk
 ├── BundleUnexpectedFileError a file on disk is not listed in the manifest
-└── BundleHashError          a file's sha256 differs from the manifest
+├── BundleHashError          a file's sha256 differs from the manifest
+└── BundlePointerError       a pointer file (CURRENT) names no bundle inside its root
 InferenceError
 └── UnknownItemError         an item id the index does not hold
 """
@@ -53,6 +54,10 @@ class BundleHashError(BundleError):
             f"bundle file {path!r} has sha256 {actual[:12]}… but manifest.json says "
             f"{expected[:12]}…: the file was modified or truncated; {_REBUILD}"
         )
+
+
+class BundlePointerError(BundleError):
+    """A bundles root's pointer file (``CURRENT``) names nothing servable inside the root."""
 
 
 class InferenceError(RecstreamError):

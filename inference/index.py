@@ -425,11 +425,15 @@ def _to_gpu(index: Any) -> Any:
     return gpu
 
 
-def load_index(path: str, kind: Literal["flat", "hnsw"], n: int) -> Any:
-    """Read ``index.faiss`` and check it matches docs/bundle.md (kind, ids = rows)."""
+def load_index(source: str | bytes, kind: Literal["flat", "hnsw"], n: int) -> Any:
+    """Read ``index.faiss`` (a path, or its verified bytes) and check it matches
+    docs/bundle.md (kind, ids = rows). From bytes, FAISS builds its own copy."""
     import faiss
 
-    index = faiss.read_index(path)
+    if isinstance(source, bytes):
+        index = faiss.deserialize_index(np.frombuffer(source, dtype=np.uint8))
+    else:
+        index = faiss.read_index(source)
     if kind == "hnsw" and not isinstance(index, faiss.IndexHNSW):
         raise BundleManifestError(f"manifest says hnsw but index.faiss is {type(index).__name__}")
     if kind == "flat":

@@ -11,15 +11,17 @@ returns the same items as one-request calls.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from inference.bundle import Bundle, load_bundle
+from inference.bundle.manifest import TOKENIZER
 from inference.encoders import SequenceEncoder, TextEncoder
 from inference.errors import InferenceError
 from inference.fusion import Calibration, fuse, fusion_weights
@@ -40,7 +42,14 @@ def item_text(title: str, text: str | None) -> str:
 
 
 class OnnxRecommender:
-    """Serves one bundle: ONNX encoders, a live :class:`ItemIndex`, fusion."""
+    """Serves one bundle: ONNX encoders, a live :class:`ItemIndex`, fusion.
+
+    Built from a verified :class:`Bundle` (each file's bytes hashed as read, then
+    built into a session, a tokenizer or the FAISS index); the bundle is not kept,
+    so its bytes are freed once construction ends (see :mod:`inference.bundle.load`).
+    ``settings`` are built by the caller (the worker or CLI, from the environment);
+    None serves the documented defaults without reading the environment.
+    """
 
     def __init__(
         self,
@@ -51,47 +60,48 @@ class OnnxRecommender:
         sequence_encoder: SequenceEncoder | None = None,
         index: ItemIndex | None = None,
     ) -> None:
-        import faiss
-
-        s = settings or InferenceSettings()
+        s = settings if settings is not None else InferenceSettings.defaults()
         m = bundle.manifest
         # the bundle's tuned prior applies unless these settings name their own
         fusion = s.fusion.for_bundle(m.fusion.popularity_weight_warm)
         s = self.settings = s if fusion is s.fusion else s.model_copy(update={"fusion": fusion})
-        self.bundle = bundle
-        faiss.omp_set_num_threads(s.faiss_threads)
+        self.manifest = m
+        self.path = bundle.path
+        self.pin_threads()
         plan = onnx_plan(s.provider, s.threads)
-        if text_encoder is None:
-            te = m.text_encoder
-            use_int8 = s.prefer_int8 and te.int8_file
-            path = bundle.file(te.int8_file if use_int8 and te.int8_file else te.file)
-            text_encoder = TextEncoder(
-                path, bundle.file("tokenizer.json"), plan, s.text_max_length or te.max_length
-            )
-        if sequence_encoder is None:
-            se = m.sequence_encoder
-            sequence_encoder = SequenceEncoder(bundle.file(se.file), plan, se.max_length, m.dim)
-        if index is None:
-            n = len(bundle.items)
-            params = m.index.params
+        if index is None:  # first: the largest file's bytes are dropped before the next read
             index = ItemIndex(
-                load_index(str(bundle.file(m.index.file)), m.index.kind, n),
+                load_index(bundle.read(m.index.file), m.index.kind, len(bundle.items)),
                 [it.item_id for it in bundle.items],
                 bundle.vectors,
                 bundle.popularity,
                 kind=m.index.kind,
-                ef_search=s.ef_search or params.get("efSearch"),
-                hnsw_m=int(params.get("M", 32)),
-                ef_construction=int(params.get("efConstruction", 40)),
+                ef_search=s.ef_search or m.index.params.get("efSearch"),
+                hnsw_m=int(m.index.params.get("M", 32)),
+                ef_construction=int(m.index.params.get("efConstruction", 40)),
                 device=faiss_device(s.faiss_device),
                 rebuild_ratio=s.hnsw_rebuild_ratio,
             )
+        if text_encoder is None:
+            te = m.text_encoder
+            name = te.int8_file if s.prefer_int8 and te.int8_file else te.file
+            text_encoder = TextEncoder(
+                bundle.read(name),
+                bundle.read(TOKENIZER),
+                plan,
+                s.text_max_length or te.max_length,
+                model_path=bundle.file(name),
+            )
+        if sequence_encoder is None:
+            se = m.sequence_encoder
+            sequence_encoder = SequenceEncoder(bundle.read(se.file), plan, se.max_length, m.dim)
         self.text_encoder = text_encoder
         self.sequence_encoder = sequence_encoder
         self.index = index
         self._titles = {it.item_id: it.title for it in bundle.items}
         self._calibration = self._calibrate()
         self._closed = False
+        bundle.files.verify_rest()  # files not served (the other text encoder): checked alike
 
     @classmethod
     def load(cls, path: Path, settings: InferenceSettings | None = None) -> OnnxRecommender:
@@ -101,11 +111,15 @@ class OnnxRecommender:
     # -- the Recommender protocol -----------------------------------------------------
     @property
     def model_version(self) -> str:
-        return self.bundle.version
+        return self.manifest.version
+
+    @property
+    def created_ts(self) -> float:
+        return self.manifest.created_ts
 
     @property
     def dim(self) -> int:
-        return self.bundle.manifest.dim
+        return self.manifest.dim
 
     @property
     def n_items(self) -> int:
@@ -146,6 +160,18 @@ class OnnxRecommender:
         if self.settings.fusion.normalize != "zscore" or len(self.index) == 0:
             return None
         return Calibration.of(self.index.vectors, self.index.popularity)
+
+    def pin_threads(self) -> None:
+        """Give the calling thread this recommender's FAISS thread count.
+
+        ``omp_set_num_threads`` is per calling thread: a bundle loaded in an
+        executor thread does not set it for the event-loop thread that searches.
+        Left at the OpenMP default (all cores), a search of a 200-item index took
+        ~7 ms here under CPU contention instead of microseconds.
+        """
+        import faiss
+
+        faiss.omp_set_num_threads(self.settings.faiss_threads)
 
     def maintain(self) -> bool:
         """Compact a tombstoned HNSW index when it asks for it (call off the hot path)."""
@@ -298,7 +324,7 @@ class OnnxRecommender:
         return max(1, min(max(pool, req.k), len(self.index)))
 
     def close(self) -> None:
-        """Release the ONNX sessions (called by :class:`BundleHandle` when unleased)."""
+        """Release the ONNX sessions (the worker calls it once a newer model serves)."""
         self._closed = True
         self.text_encoder.close()
         self.sequence_encoder.close()
@@ -330,3 +356,8 @@ def _clean(text: str | None) -> str | None:
 def load_recommender(path: Path, settings: InferenceSettings | None = None) -> OnnxRecommender:
     """Shorthand for :meth:`OnnxRecommender.load`."""
     return OnnxRecommender.load(path, settings)
+
+
+def recommender_loader(settings: InferenceSettings) -> Callable[[Path], OnnxRecommender]:
+    """A bundle loader serving with ``settings`` (built once, at the worker's edge)."""
+    return functools.partial(OnnxRecommender.load, settings=settings)

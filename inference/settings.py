@@ -113,3 +113,12 @@ class InferenceSettings(BaseSettings):
     )  # tombstones / rows that asks a rebuild
     fusion: FusionSettings = FusionSettings()
     candidates: CandidateSettings = CandidateSettings()
+
+    @classmethod
+    def defaults(cls) -> InferenceSettings:
+        """The documented defaults, without reading the environment (library use).
+
+        The worker and the CLI build ``InferenceSettings()`` once, from the
+        environment, and pass it in; nothing below them reads the environment.
+        """
+        return cls.model_construct()

@@ -15,14 +15,14 @@ Needs the ``onnx`` package (a dev/train extra), imported inside the functions.
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from inference.bundle import seal_bundle
+from inference.bundle import manifest as bf
+from inference.bundle.writer import staging
 
 # genre → words whose embeddings point the same way (the first is the genre name).
 GENRES: dict[str, tuple[str, ...]] = {
@@ -207,7 +207,8 @@ def build_tiny_bundle(
     seed: int = 0,
     popularity_weight_warm: float | None = None,
 ) -> Path:
-    """Write a sealed bundle to ``out_dir/version`` and return that path.
+    """Write a sealed bundle to ``out_dir/version`` and return that path (an existing
+    version is refused with a :class:`~recstream.errors.BundleError`).
 
     ``popularity_weight_warm``: the manifest's tuned warm prior (None: no fusion entry,
     as in bundles written before training chose one).
@@ -217,62 +218,58 @@ def build_tiny_bundle(
     from inference.encoders import TextEncoder
     from inference.providers import OnnxPlan
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{version}.tmp-", dir=out_dir))
-    vocab = vocabulary()
-    build_tokenizer(vocab).save(str(tmp / "tokenizer.json"))
-    onnx.save(text_encoder_graph(token_embeddings(vocab, dim, rng)), str(tmp / "text_encoder.onnx"))
-    onnx.save(sequence_encoder_graph(sequence_max_length, dim), str(tmp / "sequence_encoder.onnx"))
-    if with_int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    with staging(Path(out_dir), version) as stage:
+        tmp = stage.path
+        vocab = vocabulary()
+        build_tokenizer(vocab).save(str(tmp / bf.TOKENIZER))
+        onnx.save(text_encoder_graph(token_embeddings(vocab, dim, rng)), str(tmp / bf.TEXT_ENCODER))
+        onnx.save(sequence_encoder_graph(sequence_max_length, dim), str(tmp / bf.SEQUENCE_ENCODER))
+        if with_int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(
-            tmp / "text_encoder.onnx", tmp / "text_encoder.int8.onnx", weight_type=QuantType.QInt8
+            quantize_dynamic(
+                tmp / bf.TEXT_ENCODER, tmp / bf.TEXT_ENCODER_INT8, weight_type=QuantType.QInt8
+            )
+
+        items = tiny_items(n_items, rng)
+        with (tmp / bf.ITEMS).open("w", encoding="utf-8") as fh:
+            for it in items:
+                fh.write(json.dumps(it) + "\n")
+        encoder = TextEncoder(
+            tmp / bf.TEXT_ENCODER,
+            tmp / bf.TOKENIZER,
+            OnnxPlan(("CPUExecutionProvider",), 1),
+            text_max_length,
         )
+        vectors = encoder.encode([it["text"] for it in items])  # (N, D), the serving tower's own
+        np.save(tmp / bf.ITEM_VECTORS, vectors)
+        ranks = rng.permutation(n_items)
+        popularity = (1.0 / (1.0 + ranks) ** 0.8).astype(np.float32)
+        np.save(tmp / bf.POPULARITY, popularity / popularity.max())
+        params = {"M": 16, "efConstruction": 40, "efSearch": 64} if index_kind == "hnsw" else {}
+        write_index(tmp / bf.INDEX, vectors, index_kind, params)
 
-    items = tiny_items(n_items, rng)
-    with (tmp / "items.jsonl").open("w", encoding="utf-8") as fh:
-        for it in items:
-            fh.write(json.dumps(it) + "\n")
-    encoder = TextEncoder(
-        tmp / "text_encoder.onnx",
-        tmp / "tokenizer.json",
-        OnnxPlan(("CPUExecutionProvider",), 1),
-        text_max_length,
-    )
-    vectors = encoder.encode([it["text"] for it in items])  # (N, D), the serving tower's own output
-    np.save(tmp / "item_vectors.npy", vectors)
-    ranks = rng.permutation(n_items)
-    popularity = (1.0 / (1.0 + ranks) ** 0.8).astype(np.float32)
-    np.save(tmp / "popularity.npy", popularity / popularity.max())
-    params = {"M": 16, "efConstruction": 40, "efSearch": 64} if index_kind == "hnsw" else {}
-    write_index(tmp / "index.faiss", vectors, index_kind, params)
-
-    manifest = {
-        "version": version,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "dataset": "tiny-synthetic",
-        "dim": dim,
-        "text_encoder": {
-            "file": "text_encoder.onnx",
-            "int8_file": "text_encoder.int8.onnx" if with_int8 else None,
-            "max_length": text_max_length,
-        },
-        "sequence_encoder": {"file": "sequence_encoder.onnx", "max_length": sequence_max_length},
-        "index": {
-            "file": "index.faiss",
-            "kind": index_kind,
-            "metric": "inner_product",
-            "params": params,
-        },
-        "config": {"builder": "inference.testing.build_tiny_bundle", "seed": seed},
-        "metrics": {},
-    }
-    if popularity_weight_warm is not None:
-        manifest["fusion"] = {"popularity_weight_warm": popularity_weight_warm}
-    final = out_dir / version
-    if final.exists():
-        raise FileExistsError(f"{final} exists: pick another version or directory")
-    return seal_bundle(tmp, manifest, final)
+        manifest = bf.Manifest(
+            version=version,
+            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            dataset="tiny-synthetic",
+            dim=dim,
+            text_encoder=bf.TextEncoderEntry(
+                file=bf.TEXT_ENCODER,
+                int8_file=bf.TEXT_ENCODER_INT8 if with_int8 else None,
+                max_length=text_max_length,
+            ),
+            sequence_encoder=bf.SequenceEncoderEntry(
+                file=bf.SEQUENCE_ENCODER, max_length=sequence_max_length
+            ),
+            index=bf.IndexEntry(
+                file=bf.INDEX, kind=index_kind, metric="inner_product", params=params
+            ),
+            config={"builder": "inference.testing.build_tiny_bundle", "seed": seed},
+            metrics={},
+        )
+        if popularity_weight_warm is not None:
+            fusion = bf.FusionEntry(popularity_weight_warm=popularity_weight_warm)
+            manifest = manifest.model_copy(update={"fusion": fusion})
+        return stage.seal(manifest)

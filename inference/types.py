@@ -57,18 +57,32 @@ class Result:
 
 
 class Recommender(Protocol):
-    """What the stream needs from the serving core.
+    """Everything the stream calls on the serving core (nothing is probed with getattr).
 
-    Thread-safety: ``recommend_batch`` may run while ``upsert_item`` /
-    ``delete_item`` are called from the same event loop thread; a deleted item
-    is never returned by a call that starts after ``delete_item`` returns.
+    Threads: the worker calls every method from its event-loop thread, except that
+    a new model is loaded, checked and caught up with catalog changes in an
+    executor thread before any other thread sees it. ``recommend_batch`` may run
+    while ``upsert_item`` / ``delete_item`` are called from the same thread; a
+    deleted item is never returned by a call that starts after ``delete_item``
+    returns. After ``close`` the object serves nothing (calls raise).
     """
 
     @property
     def model_version(self) -> str: ...
 
     @property
+    def created_ts(self) -> float:
+        """The bundle's ``created_at`` (epoch seconds): catalog changes older than
+        it are already in the bundle. 0.0 when unknown."""
+        ...
+
+    @property
     def dim(self) -> int: ...
+
+    @property
+    def n_items(self) -> int:
+        """Items searchable now (the ``recstream_index_items`` gauge)."""
+        ...
 
     def recommend_batch(self, requests: Sequence[Request]) -> list[Result]:
         """One result per request, in order (one ONNX call per encoder, one
@@ -90,3 +104,17 @@ class Recommender(Protocol):
         ...
 
     def title(self, item_id: str) -> str | None: ...
+
+    def pin_threads(self) -> None:
+        """Apply this model's per-thread runtime settings (FAISS's OpenMP thread
+        count) to the calling thread: called on the thread that will serve."""
+        ...
+
+    def maintain(self) -> bool:
+        """Housekeeping off the hot path (compacting a tombstoned index); True if
+        it did something. Called between batches, on the serving thread."""
+        ...
+
+    def close(self) -> None:
+        """Release what the model holds (ONNX sessions); called once it no longer serves."""
+        ...

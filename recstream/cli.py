@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka_app, name="kafka")
 
-_PLUGIN_MODULES = ("training.cli", "stream.cli", "inference.cli")
+_PLUGIN_MODULES = ("training.cli", "stream.cli", "tools.cli", "inference.cli")
 
 
 @app.callback()

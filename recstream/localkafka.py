@@ -6,14 +6,14 @@ formats the log directory, and ``kafka.Kafka`` runs detached with its pid,
 config, logs and data under ``<home>`` (never inside the repo). Readiness is a
 metadata response, not a sleep.
 
-Two extensions serve the reliability tests and secured development setups:
+Two extensions serve the reliability tests (which build clusters and TLS material
+in ``tests/integration/reliability/``) and secured development setups:
 
-- :class:`LocalKafkaCluster`: N combined broker/controller nodes on loopback
-  with a shared cluster id and a static controller quorum, replicated internal
-  topics, and per-node ``kill`` (SIGKILL) / ``start`` (restart on its data).
+- :class:`NodeRole`: the node's place in a multi-node cluster (id, quorum voters,
+  shared cluster id, replication).
 - :class:`ScramTls`: the client listener speaks SASL_SSL with SCRAM-SHA-512
   (credentials written by ``StorageTool format --add-scram``, TLS material
-  from :mod:`recstream.localtls`). The controller listener stays PLAINTEXT on
+  given as :class:`TlsMaterial`). The controller listener stays PLAINTEXT on
   loopback; brokers talk to each other over the SASL_SSL listener.
 """
 
@@ -30,7 +30,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -39,7 +38,6 @@ from pydantic import SecretStr
 
 from recstream.errors import ConfigError, KafkaError
 from recstream.kafka_admin import wait_for_broker
-from recstream.localtls import TlsMaterial
 from recstream.settings import KafkaSecurity, LocalKafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -121,6 +119,16 @@ class NodeRole:
     cluster_id: str | None = None  # shared by every node of a cluster; None: a fresh one
     replication: int = 1  # internal topics and default.replication.factor
     min_isr: int = 1  # min.insync.replicas (broker default and internal topics)
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A broker's TLS files (PKCS12 stores) and the CA for its clients."""
+
+    keystore: Path  # PKCS12: broker key + chain
+    truststore: Path  # PKCS12: the CA
+    store_password: str  # for both stores; lives in server.properties only
+    ca_pem: Path  # the CA certificate for clients
 
 
 @dataclass(frozen=True)
@@ -412,110 +420,6 @@ class LocalKafka:
             "ssl.truststore.password": pw,
             "ssl.client.auth": "none",  # clients authenticate with SCRAM, not certificates
         }
-
-
-class LocalKafkaCluster:
-    """N combined broker/controller nodes on loopback: one cluster id, a static quorum.
-
-    ``ports`` gives each node's (client port, controller port); node ``i`` lives
-    in ``<home>/node-<i>``. Internal topics get ``min(3, size)`` replicas and
-    ``min.insync.replicas`` one less (2 of 3), so the cluster survives one lost node.
-    """
-
-    def __init__(
-        self,
-        config: LocalKafkaSettings,
-        home: Path,
-        cache_dir: Path,
-        ports: list[tuple[int, int]],
-        *,
-        scram_tls: ScramTls | None = None,
-    ) -> None:
-        if not ports:
-            raise ConfigError("a cluster needs at least one node")
-        size = len(ports)
-        voters = ",".join(f"{i + 1}@{config.host}:{cp}" for i, (_, cp) in enumerate(ports))
-        cluster_id_file = home / "cluster.id"
-        home.mkdir(parents=True, exist_ok=True)
-        if not cluster_id_file.is_file():
-            cluster_id_file.write_text(new_cluster_id())
-        replication = min(3, size)
-        role = NodeRole(
-            voters=voters,
-            cluster_id=cluster_id_file.read_text().strip(),
-            replication=replication,
-            min_isr=max(1, replication - 1),
-        )
-        self.nodes = [
-            LocalKafka(
-                config.model_copy(update={"port": p, "controller_port": cp}),
-                home / f"node-{i + 1}",
-                cache_dir,
-                role=NodeRole(**{**role.__dict__, "node_id": i + 1}),
-                scram_tls=scram_tls,
-            )
-            for i, (p, cp) in enumerate(ports)
-        ]
-        self.config = config
-
-    @property
-    def bootstrap(self) -> str:
-        return ",".join(n.bootstrap for n in self.nodes)
-
-    @property
-    def security(self) -> KafkaSecurity:
-        return self.nodes[0].security
-
-    def start(self) -> None:
-        """Launch every node that is not running, then wait until all are brokers again."""
-        for node in self.nodes:
-            node.launch()
-        self.wait_all()
-
-    def wait_all(self, nodes: list[LocalKafka] | None = None) -> None:
-        """Wait until each of ``nodes`` (default all) answers on its own listener and
-        the cluster's metadata lists every broker."""
-
-        def alive() -> bool:
-            return all(n.running() for n in self.nodes)
-
-        timeout = self.config.start_timeout_s
-        try:
-            for node in nodes or self.nodes:
-                wait = wait_for_broker(
-                    node.bootstrap, timeout_s=timeout, security=self.security, alive=alive
-                )
-                asyncio.run(wait)
-            wait = wait_for_broker(
-                self.bootstrap,
-                timeout_s=timeout,
-                security=self.security,
-                alive=alive,
-                expect_brokers=len(self.nodes),
-            )
-            asyncio.run(wait)
-        except KafkaError as exc:
-            tails = "\n".join(f"node {n.role.node_id}:\n{n.tail_log(10)}" for n in self.nodes)
-            self.stop()
-            raise KafkaError(f"{exc}\nlast broker log lines:\n{tails}") from exc
-
-    def kill(self, index: int) -> None:
-        """SIGKILL node ``index`` (0-based); the others keep serving."""
-        self.nodes[index].kill()
-
-    def restart(self, index: int) -> None:
-        """Start node ``index`` again on its data and wait until the cluster has every broker."""
-        self.nodes[index].launch()
-        self.wait_all([self.nodes[index]])
-
-    def stop(self) -> None:
-        # All at once: a node stopped last cannot finish a controlled shutdown
-        # once the quorum is gone, and would wait out stop_timeout_s.
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(LocalKafka.stop, self.nodes))
-
-    def pids(self) -> list[int | None]:
-        return [n.pid() for n in self.nodes]
 
 
 def _sigkill(pid: int) -> None:

@@ -1,4 +1,4 @@
-"""Message schemas of every topic (see ARCHITECTURE.md), validated at the edge.
+"""Message schemas of every topic (docs/architecture.md), validated at the edge.
 
 Decoding is strict: JSON types must match (no "12" for a number), timestamps
 must be finite, non-negative and not far in the future, ids and text are

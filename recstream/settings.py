@@ -35,7 +35,7 @@ class _Section(BaseModel):
 
 
 class TopicNames(_Section):
-    """Kafka topic names (contracts in ARCHITECTURE.md)."""
+    """Kafka topic names (contracts in docs/architecture.md)."""
 
     user_events: str = "user-events"
     search_text: str = "search-text"

@@ -1,6 +1,7 @@
 """The Faust application: ``faust -A stream.app worker`` or ``recstream worker``.
 
-One agent (concurrency 1, see faust #606 in NOTES.md) consumes ``user-events``
+One agent (concurrency 1: faust-streaming #606 can commit past an in-flight message
+at higher concurrency) consumes ``user-events``
 and ``search-text`` together: both are keyed by ``user_id`` and co-partitioned,
 so one user's clicks and queries reach one worker, in order per partition.
 Events are micro-batched by :func:`stream.batching.take_ready` (Faust's
@@ -21,7 +22,7 @@ not used: faust-streaming has open duplicate/crash reports for it.
 
 ``item-updates`` are followed by every worker outside the consumer group
 (``stream.catalog``); hot reload is in ``stream.model``; HTTP endpoints in
-``stream.web``.
+``stream.web`` (over ``stream.readiness``, ``stream.trending``, ``stream.latest``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -38,28 +38,36 @@ from typing import Any, cast
 import faust
 import mode
 
+from inference.settings import InferenceSettings
+from recstream.errors import ConfigError
 from recstream.kafka_admin import client_kwargs
 from recstream.schemas import encode
 from recstream.settings import Settings
+from stream.acks import AckPipeline
 from stream.batching import take_ready
-from stream.catalog import CatalogFollower, ItemOverlay
+from stream.catalog import CatalogFollower
 from stream.consumer import AtLeastOnceConsumer
 from stream.consumer import install as install_consumer
+from stream.latest import LatestRecommendations
+from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
-from stream.model import Loader, ModelHolder, import_loader
-from stream.processing import BatchProcessor, InMessage, OutMessage, dlq_record
+from stream.model import Loader, ModelHolder
+from stream.overlay import ItemOverlay
+from stream.processing import BatchProcessor, dlq_record
+from stream.readiness import Readiness
 from stream.settings import WorkerSettings
 from stream.state import ChangelogBatch, TableView
+from stream.trending import Trending
+from stream.web import register_views
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Worker", "create_app"]  # plus the lazy module attribute ``app``
 
-LATEST_RECS_MAX = 100_000
-
 
 class Worker:
-    """Everything one worker process holds besides the Faust app itself."""
+    """Everything one worker process holds besides the Faust app itself: its parts,
+    wired together (each is its own module), and the agent's per-batch work."""
 
     def __init__(
         self,
@@ -77,8 +85,7 @@ class Worker:
         self.holder = ModelHolder(
             Path(source), loader=loader, metrics=self.metrics, overlay=self.overlay
         )
-        self.latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.failed = False  # the recommend agent died: not ready, the worker is stopping
+        self.latest = LatestRecommendations()
         self._e2e_children: dict[str, Any] = {}
         topics = settings.topics
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
@@ -90,11 +97,10 @@ class Worker:
         self.changelog = ChangelogBatch()
         self.sequences = TableView(app.Table("user_sequence", **tables), self.changelog)
         self.interests = TableView(app.Table("user_interest", **tables), self.changelog)
-        # Trending: clicks per item in the current tumbling window, counted per
-        # input partition (key "<partition>:<item_id>", so each count lives in its
-        # partition's changelog and store) and summed over this worker's
-        # partitions when read; value {"w": window start, "n": count}.
-        self.trending = TableView(app.Table("trending", **tables), self.changelog)
+        self.trending = Trending(
+            TableView(app.Table("trending", **tables), self.changelog),
+            worker_settings.trending_window_s,
+        )
         self.processor = BatchProcessor(
             settings=worker_settings,
             topics=topics,
@@ -102,8 +108,8 @@ class Worker:
             sequences=self.sequences,
             interests=self.interests,
             metrics=self.metrics,
-            on_click=self._count_click,
-            on_message=self._enter_message,
+            on_click=self.trending.count,
+            on_message=self.changelog.enter,
             limits=settings.limits.schema_limits(),
         )
         self.catalog = CatalogFollower(
@@ -114,6 +120,13 @@ class Worker:
             dead_letter=self._dead_letter_one,
             on_applied=self._update_index_gauge,
             consumer_options=client_kwargs(settings.bootstrap, settings.security),
+        )
+        self.inputs = {topics.user_events, topics.search_text}
+        self.readiness = Readiness(
+            holder=self.holder,
+            catalog_caught_up=self.catalog.caught_up,
+            assigned=self.assigned,
+            inputs=self.inputs,
         )
 
     # -- the agent's work ---------------------------------------------------
@@ -138,10 +151,10 @@ class Worker:
         try:
             out = self.processor.process(msgs)
         finally:
-            _bind_current_event(None)
-        for rec in out.recommendations:
-            self._e2e(rec["trigger"]).observe(max(0.0, rec["emitted_ts"] - rec["event_ts"]))
-            self._remember(rec)
+            self.changelog.leave()
+        for answer in out.recommendations:
+            self._e2e(answer.trigger).observe(max(0.0, answer.emitted_ts - answer.event_ts))
+            self.latest.remember(answer.user_id, answer.value)
         # Recommendations first: the producer sends in this order, and the batch's
         # dead letters can be large (up to max_message_bytes of raw each).
         recs_topic = self.settings.topics.recommendations
@@ -175,79 +188,28 @@ class Worker:
             await self.produce([OutMessage(self.settings.topics.dlq, msg.key, encode(record))])
         )
 
-    def _enter_message(self, msg: InMessage) -> None:
-        _bind_current_event(msg)
-        self.changelog.partition = msg.partition
-
-    def _count_click(self, item_id: str) -> None:
-        window = self.ws.trending_window_s
-        start = time.time() // window * window
-        key = f"{self.changelog.partition}:{item_id}"
-        entry = self.trending.get(key)
-        same = isinstance(entry, dict) and entry.get("w") == start
-        n = int(entry["n"]) + 1 if same else 1
-        self.trending[key] = {"w": start, "n": n}
-
-    def top_trending(self, k: int = 10) -> list[tuple[str, int]]:
-        """Most clicked items of the current window on this worker's partitions."""
-        window = self.ws.trending_window_s
-        start = time.time() // window * window
-        counts: dict[str, int] = {}
-        for key, e in self.trending.items():
-            if isinstance(e, dict) and e.get("w") == start:
-                item = str(key).partition(":")[2]
-                counts[item] = counts.get(item, 0) + int(e["n"])
-        return sorted(counts.items(), key=lambda c: (-c[1], c[0]))[:k]
-
     def _e2e(self, trigger: str) -> Any:
         child = self._e2e_children.get(trigger)
         if child is None:
             child = self._e2e_children[trigger] = self.metrics.e2e_latency.labels(trigger=trigger)
         return child
 
-    def _remember(self, rec: dict[str, Any]) -> None:
-        user = rec["user_id"]
-        self.latest[user] = rec
-        self.latest.move_to_end(user)
-        while len(self.latest) > LATEST_RECS_MAX:
-            self.latest.popitem(last=False)
-
     def _update_index_gauge(self) -> None:
         if self.holder.current is not None:
-            self.metrics.index_items.set(self.overlay.index_size(self.holder.current))
+            self.metrics.index_items.set(self.holder.current.n_items)
 
-    # -- readiness ------------------------------------------------------------
+    # -- partitions -----------------------------------------------------------
     def assigned(self) -> list[Any]:
         try:
             return sorted(self.app.consumer.assignment())
         except Exception:  # consumer not started yet
             return []
 
-    def readiness(self) -> dict[str, Any]:
-        inputs = {self.settings.topics.user_events, self.settings.topics.search_text}
-        mine = sorted({tp.partition for tp in self.assigned() if tp.topic in inputs})
-        state = {
-            "model_version": self.holder.version,
-            "model_loaded": self.holder.current is not None,
-            "partitions_assigned": len(mine),
-            "input_partitions": mine,
-            "catalog_caught_up": self.catalog.caught_up.is_set(),
-        }
-        state["agent_failed"] = self.failed
-        state["ready"] = bool(
-            state["model_loaded"]
-            and state["partitions_assigned"]
-            and state["catalog_caught_up"]
-            and not self.failed
-        )
-        return state
-
     async def update_lag(self) -> None:
         """Set ``recstream_consumer_lag`` (high watermark − committed offset) per partition."""
         consumer = cast(AtLeastOnceConsumer, self.app.consumer)  # see create_app
-        inputs = {self.settings.topics.user_events, self.settings.topics.search_text}
         for tp in self.assigned():
-            if tp.topic not in inputs:
+            if tp.topic not in self.inputs:
                 continue
             high = consumer.highwater(tp)
             if high is None:  # nothing fetched from it yet
@@ -260,53 +222,25 @@ async def await_delivery(fut: asyncio.Future[None]) -> None:
     await fut
 
 
-class AckPipeline:
-    """Acks each batch's input events after its outputs are delivered, in batch order.
+def import_loader(spec: str) -> Loader:
+    """Resolve a ``"module:function"`` loader setting (``RECSTREAM_WORKER_LOADER``)."""
+    import importlib
 
-    Processing of batch n+1 overlaps the broker round trip of batch n (up to
-    ``depth`` batches in flight), but no input offset is acked, and so none is
-    committed, before the outputs it caused are acknowledged by the broker. A
-    delivery failure stops the agent (the worker crashes and the unacked events
-    are consumed again: at-least-once).
-    """
-
-    def __init__(self, stream: Any, depth: int) -> None:
-        self.stream = stream
-        self.depth = depth
-        self._inflight: deque[asyncio.Task[None]] = deque()
-        self._last: asyncio.Task[None] | None = None
-
-    async def add(self, events: Sequence[Any], delivered: asyncio.Future[None]) -> None:
-        while self._inflight and self._inflight[0].done():
-            self._inflight.popleft().result()  # re-raise a delivery failure here
-        if len(self._inflight) >= self.depth:
-            await self._inflight.popleft()
-        self._last = asyncio.ensure_future(self._ack_after(events, delivered, self._last))
-        self._inflight.append(self._last)
-
-    async def _ack_after(
-        self,
-        events: Sequence[Any],
-        delivered: asyncio.Future[None],
-        previous: asyncio.Task[None] | None,
-    ) -> None:
-        await delivered
-        if previous is not None:
-            await previous  # keep acks in batch order
-        for event in events:
-            await self.stream.ack(event)
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"loader {spec!r} not importable ({exc}); use 'module:function'") from exc
+    if not callable(fn):
+        raise ConfigError(f"loader {spec!r} is not callable")
+    return cast(Loader, fn)
 
 
-def _bind_current_event(msg: InMessage | None) -> None:
-    """Make ``msg``'s Faust event the current one, as inside ``async for event in stream``.
+def default_loader(settings: InferenceSettings) -> Loader:
+    """The serving core over a bundle directory, with ``settings``."""
+    from inference.recommender import recommender_loader
 
-    ``take_events`` hands us a list, so Faust's task-local "current event" is
-    unset in the agent body; table writes need it to pick the changelog
-    partition (= the input message's partition).
-    """
-    from faust.streams import _current_event
-
-    _current_event.set(None if msg is None or msg.context is None else weakref.ref(msg.context))
+    return recommender_loader(settings)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -329,10 +263,23 @@ def create_app(
     settings: Settings | None = None,
     worker_settings: WorkerSettings | None = None,
     loader: Loader | None = None,
+    inference_settings: InferenceSettings | None = None,
 ) -> faust.App:
-    """Build the worker's Faust app (nothing connects until the worker starts)."""
+    """Build the worker's Faust app (nothing connects until the worker starts).
+
+    The edge of the worker: every settings object not passed in is built here, once,
+    from the environment, and handed down. ``loader`` turns a bundle directory into
+    a :class:`~inference.types.Recommender`; by default the serving core with
+    ``inference_settings``, or the ``RECSTREAM_WORKER_LOADER`` function if set.
+    """
     settings = settings or Settings()
     ws = worker_settings or WorkerSettings()
+    if loader is None:
+        loader = (
+            import_loader(ws.loader)
+            if ws.loader
+            else default_loader(inference_settings or InferenceSettings())
+        )
     datadir = ws.data_dir or settings.state_dir / "worker" / ws.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the leaf
     app = faust.App(
@@ -358,7 +305,7 @@ def create_app(
         broker_credentials=faust_credentials(settings),
     )
     install_consumer(app)  # never commits past an unanswered input (stream.consumer)
-    worker = Worker(app, settings, ws, loader or import_loader(ws.loader))
+    worker = Worker(app, settings, ws, loader)
     app.recstream = worker  # type: ignore[attr-defined]
     topics = settings.topics
     inputs = app.topic(
@@ -384,7 +331,7 @@ def create_app(
             # whole worker stops (non-zero exit, supervisor restarts it) and its
             # uncommitted events are consumed again.
             log.critical("recommend agent failed; stopping the worker", exc_info=exc)
-            worker.failed = True
+            worker.readiness.failed = True
             raise
 
     @app.task
@@ -416,15 +363,19 @@ def create_app(
     async def maintain_index() -> None:
         # Compacts a tombstoned HNSW index when the serving core asks for it; runs
         # on the loop thread between batches (the index is not shared across threads).
-        maintain = getattr(worker.holder.current, "maintain", None)
-        if callable(maintain):
+        current = worker.holder.current
+        if current is not None:
             t0 = time.perf_counter()
-            if maintain():
+            if current.maintain():
                 log.info("index compacted in %.2f s", time.perf_counter() - t0)
 
-    from stream.web import register_views
-
-    register_views(app, worker)
+    register_views(
+        app,
+        metrics=worker.metrics,
+        readiness=worker.readiness,
+        trending=worker.trending,
+        latest=worker.latest,
+    )
     return app
 
 

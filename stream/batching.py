@@ -13,7 +13,8 @@ contention the consumer feeds one record at a time, batches stayed at ~1
 event and per-batch overhead dominated.
 
 It is a close copy of faust-streaming 0.15.3 ``take_events`` and uses the
-same Stream internals (``add_processor``, ``_enable_passive``, ``ack``).
+same Stream internals (``add_processor``, ``ack``, and the private ones behind
+:mod:`stream.faust_compat`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+
+from stream.faust_compat import enable_passive, remove_processor
 
 
 async def take_ready(
@@ -63,7 +66,7 @@ async def take_ready(
 
     stream.enable_acks = False  # acked after the caller is done with a batch
     stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
+    enable_passive(stream, channel_it)
     try:
         while not stream.should_stop:
             if not arrived.is_set():  # under load the next events are already here
@@ -92,7 +95,7 @@ async def take_ready(
                 consumed.set()
     finally:
         stream.enable_acks = enable_acks
-        stream._processors.remove(add_to_buffer)
+        remove_processor(stream, add_to_buffer)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

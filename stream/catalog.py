@@ -11,10 +11,8 @@ nothing: a restarted worker replays the topic, which is idempotent (the last
 upsert/delete per item wins), and ``item-updates`` is meant to be compacted by
 ``item_id``.
 
-Applied changes are kept in an :class:`ItemOverlay` so that a hot-reloaded
-bundle gets them too. An upsert whose ``ts`` is older than the bundle's
-``created_at`` for an item the bundle already has is skipped (the bundle's
-trained vector is better than a text-only one); deletes always apply.
+Applied changes are kept in an :class:`~stream.overlay.ItemOverlay` so that a
+hot-reloaded bundle gets them too (the rules for applying one are there).
 Invalid messages are dead-lettered by every worker that reads them (each
 worker sees them); DLQ consumers can dedupe by topic/partition/offset.
 """
@@ -24,76 +22,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from inference.types import Recommender
 from recstream.errors import SchemaError
 from recstream.schemas import ItemUpdate, decode
-from stream.processing import InMessage
-
-if TYPE_CHECKING:
-    from stream.model import ModelHolder
+from stream.faust_compat import topic_partitions
+from stream.messages import InMessage
+from stream.model import ModelHolder
+from stream.overlay import ItemOverlay, apply_update
 
 log = logging.getLogger(__name__)
 
 DeadLetter = Callable[[InMessage, str, str], Awaitable[None]]
-
-
-def apply_update(recommender: Recommender, update: ItemUpdate, created_ts: float) -> bool:
-    """Apply one change to a live model; False if skipped as older than its bundle."""
-    if update.op == "delete":
-        recommender.delete_item(update.item_id)
-        return True
-    if update.ts < created_ts and recommender.title(update.item_id) is not None:
-        return False
-    recommender.upsert_item(update.item_id, update.title, update.text, update.attributes)
-    return True
-
-
-class ItemOverlay:
-    """The latest change per item this worker has seen, in arrival order."""
-
-    def __init__(self) -> None:
-        self._latest: dict[str, tuple[int, ItemUpdate]] = {}
-        self._seq = 0
-
-    @property
-    def seq(self) -> int:
-        return self._seq
-
-    def __len__(self) -> int:
-        return len(self._latest)
-
-    def record(self, update: ItemUpdate) -> int:
-        self._seq += 1
-        self._latest[update.item_id] = (self._seq, update)
-        return self._seq
-
-    def replay(self, recommender: Recommender, created_ts: float, after: int = 0) -> int:
-        """Apply every change recorded after ``after`` to ``recommender``; the last seq seen."""
-        snapshot = list(self._latest.values())  # the loop thread may append meanwhile
-        entries = sorted((e for e in snapshot if e[0] > after), key=lambda e: e[0])
-        upto = after
-        for seq, update in entries:
-            try:
-                apply_update(recommender, update, created_ts)
-            except Exception:
-                log.exception("could not re-apply item update for %s", update.item_id)
-            upto = seq
-        return max(upto, after)
-
-    @staticmethod
-    def index_size(recommender: Recommender) -> int:
-        """Searchable items, if the recommender tells (``n_items``, ``num_items`` or ``len``)."""
-        n: Any = getattr(recommender, "n_items", None)
-        if n is None:
-            n = getattr(recommender, "num_items", None)
-        if n is None:
-            try:
-                n = len(recommender)  # type: ignore[arg-type]
-            except TypeError:
-                return 0
-        return int(n() if callable(n) else n)
 
 
 class CatalogFollower:
@@ -134,9 +74,7 @@ class CatalogFollower:
         try:
             parts: set[int] | None = None
             while not parts:
-                # aiokafka has no public "describe this topic" on a consumer.
-                cluster = await consumer._client.fetch_all_metadata()
-                parts = cluster.partitions_for_topic(self.topic)
+                parts = await topic_partitions(consumer, self.topic)
                 if not parts:
                     log.info("waiting for topic %s to exist", self.topic)
                     await asyncio.sleep(1.0)

@@ -33,11 +33,11 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
 
 from recstream.errors import RecstreamError
+from stream.faust_compat import FaustConsumer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def skipped_records() -> bool:
     return bool(_skipped)
 
 
-class AtLeastOnceConsumer(AIOKafkaConsumer):
+class AtLeastOnceConsumer(FaustConsumer):
     """Faust's consumer that never commits past a record the agent did not ack."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -42,12 +42,15 @@ from recstream.schemas import (
 )
 from recstream.settings import TopicNames
 from stream.codec import dumps
+from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
 from stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 PASSTHROUGH_VERSION = "passthrough"
+
+Trigger = Literal["event", "query"]
 
 
 class StateMap(Protocol):
@@ -58,33 +61,22 @@ class StateMap(Protocol):
     def __setitem__(self, key: str, value: Any, /) -> None: ...
 
 
-@dataclass(frozen=True)
-class InMessage:
-    """A consumed Kafka record, as the agent saw it."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One recommendation a batch produced: what the agent needs of it, and its wire bytes."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    context: Any = field(default=None, compare=False, repr=False)  # the framework's event
-
-
-@dataclass(frozen=True)
-class OutMessage:
-    """A record to produce."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    partition: int | None = None  # None: the producer's partitioner (by key)
+    user_id: str
+    trigger_event_id: str
+    trigger: Trigger
+    event_ts: float
+    emitted_ts: float
+    value: bytes  # the ``recommendations`` record value (recstream.schemas.Recommendation)
 
 
 @dataclass
 class BatchOutput:
-    messages: list[OutMessage] = field(default_factory=list)
-    # ``recommendations`` values as plain dicts (the Recommendation schema's JSON shape)
-    recommendations: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[OutMessage] = field(default_factory=list)  # to produce, in this order
+    recommendations: list[Answer] = field(default_factory=list)
     dlq: list[DLQRecord] = field(default_factory=list)
 
 
@@ -214,10 +206,10 @@ class BatchProcessor:
                 if self.on_message is not None:
                     self.on_message(p.msg)  # the write belongs to this event's partition
                 self._cache_query_vector(p.event, result.query_vector, result.model_version)
-            rec = self._recommendation(p.event, result, version)
-            out.recommendations.append(rec)
+            answer = self._answer(p.event, result, version)
+            out.recommendations.append(answer)
             out.messages.append(
-                OutMessage(self.topics.recommendations, p.event.user_id.encode(), dumps(rec))
+                OutMessage(self.topics.recommendations, p.event.user_id.encode(), answer.value)
             )
         return out
 
@@ -339,14 +331,13 @@ class BatchProcessor:
             self._dead_letter(p.msg, "processing", f"{type(exc).__name__}: {exc}", out)
             return None
 
-    def _recommendation(
-        self, event: UserEvent | SearchText, result: Result, version: str
-    ) -> dict[str, Any]:
-        """The ``recommendations`` value (recstream.schemas.Recommendation as JSON).
+    def _answer(self, event: UserEvent | SearchText, result: Result, version: str) -> Answer:
+        """The answer to ``event``, its value encoded (recstream.schemas.Recommendation).
 
-        Built as a dict and dumped with orjson (``stream.codec``): constructing pydantic
-        models for ten items per event was ~13 % of the worker's CPU. The unit
-        tests parse every output with ``Recommendation`` to keep the shapes equal.
+        The value is built as a dict and dumped with orjson (``stream.codec``):
+        constructing pydantic models for ten items per event was ~13 % of the
+        worker's CPU. The unit tests parse every output with ``Recommendation`` to
+        keep the shapes equal.
         """
         items = []
         for i in result.items:
@@ -358,12 +349,15 @@ class BatchProcessor:
             if i.because is not None:
                 item["because"] = i.because
             items.append(item)
-        return {
+        trigger: Trigger = "event" if isinstance(event, UserEvent) else "query"
+        emitted = self.clock()
+        value = {
             "user_id": event.user_id,
             "trigger_event_id": event.event_id,
-            "trigger": "event" if isinstance(event, UserEvent) else "query",
+            "trigger": trigger,
             "items": items,
             "model_version": result.model_version or version,
             "event_ts": event.ts,
-            "emitted_ts": self.clock(),
+            "emitted_ts": emitted,
         }
+        return Answer(event.user_id, event.event_id, trigger, event.ts, emitted, dumps(value))

@@ -50,8 +50,9 @@ class WorkerSettings(BaseSettings):
     # default <state_dir>/bundles. See stream.model for how a root is followed.
     bundle: Path | None = None
     reload_interval_s: float = Field(default=5.0, gt=0)
-    # "module:function" that loads a bundle directory into a Recommender.
-    loader: str = "stream.model:default_loader"
+    # "module:function" that loads a bundle directory into a Recommender, instead of
+    # the serving core (tests and experiments); resolved once, when the app is built.
+    loader: str | None = None
     # Partitions of changelog topics; must equal the input topics' partition count.
     partitions: int = Field(default=4, ge=1)
     # Trending window (seconds) for the windowed item-count table.

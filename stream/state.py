@@ -25,10 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from faust.stores.base import SerializedStore
-
 from stream.codec import dumps, loads
-from stream.processing import OutMessage
+from stream.faust_compat import SerializedStore, bind_current_event, store_get, store_set
+from stream.messages import InMessage, OutMessage
 
 
 class ChangelogBatch:
@@ -43,6 +42,19 @@ class ChangelogBatch:
         self.partition = 0  # partition of the message being processed
         # (topic, partition, key bytes) -> (value, already encoded)
         self._pending: dict[tuple[str, int, bytes], tuple[Any, bool]] = {}
+
+    def enter(self, msg: InMessage) -> None:
+        """Route the state writes that follow to ``msg``'s partition (store and changelog).
+
+        Faust's RocksDB store picks its partition database from Faust's current
+        event, which batching leaves unset in the agent body: bind ``msg``'s.
+        """
+        bind_current_event(msg.context)
+        self.partition = msg.partition
+
+    def leave(self) -> None:
+        """After a batch: no message's context is current any more."""
+        bind_current_event(None)
 
     def add(self, topic: str, key: str, value: Any) -> None:
         self._put((topic, self.partition, dumps(key)), (value, False))
@@ -79,7 +91,7 @@ class TableView:
     def get(self, key: str, default: Any = None) -> Any:
         store = self._bytes_store
         if store is not None:
-            raw = store._get(dumps(key))
+            raw = store_get(store, dumps(key))
             return default if raw is None else loads(raw)
         try:
             return self.table.data[key]
@@ -96,7 +108,7 @@ class TableView:
         store = self._bytes_store
         if store is not None:
             k, v = dumps(key), dumps(value)
-            store._set(k, v)
+            store_set(store, k, v)
             self.batch.add_encoded(self.topic, k, v)
             return
         self.table.data[key] = value

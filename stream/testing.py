@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.bundle.manifest import MANIFEST, created_ts
 from inference.types import Request, Result, ScoredItem
 
 
@@ -21,13 +22,19 @@ class FakeRecommender:
     """Implements the Recommender protocol over a dict; counts its calls."""
 
     def __init__(
-        self, items: dict[str, tuple[str, str]] | None = None, version: str = "fake-1", dim: int = 8
+        self,
+        items: dict[str, tuple[str, str]] | None = None,
+        version: str = "fake-1",
+        dim: int = 8,
+        created_ts: float = 0.0,
     ) -> None:
         self.items: dict[str, tuple[str, str]] = dict(items or {})  # id → (title, text)
         self._version = version
         self._dim = dim
+        self._created_ts = created_ts
         self.batches: list[list[Request]] = []
         self.fail_users: set[str] = set()  # requests for these users raise
+        self.closed = False
 
     @property
     def model_version(self) -> str:
@@ -38,8 +45,21 @@ class FakeRecommender:
         return self._dim
 
     @property
-    def num_items(self) -> int:
+    def created_ts(self) -> float:
+        return self._created_ts
+
+    @property
+    def n_items(self) -> int:
         return len(self.items)
+
+    def pin_threads(self) -> None:
+        pass  # no thread pools
+
+    def maintain(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
@@ -50,6 +70,8 @@ class FakeRecommender:
         return out
 
     def recommend_batch(self, requests: Sequence[Request]) -> list[Result]:
+        if self.closed:
+            raise RuntimeError(f"{self._version} is closed")
         self.batches.append(list(requests))
         for r in requests:
             if r.user_id in self.fail_users:
@@ -92,8 +114,8 @@ class FakeRecommender:
 def load_fake_bundle(path: Path) -> FakeRecommender:
     """Loader for ``RECSTREAM_WORKER_LOADER=stream.testing:load_fake_bundle``: a
     FakeRecommender over a bundle directory's ``items.jsonl`` and manifest version
-    (no ONNX/FAISS; development and unit tests only)."""
-    manifest = json.loads((path / "manifest.json").read_text())
+    (no ONNX/FAISS, nothing verified; development and unit tests only)."""
+    manifest = json.loads((path / MANIFEST).read_text())
     items: dict[str, tuple[str, str]] = {}
     items_file = path / "items.jsonl"
     if items_file.is_file():
@@ -101,4 +123,5 @@ def load_fake_bundle(path: Path) -> FakeRecommender:
             if line.strip():
                 row = json.loads(line)
                 items[str(row["item_id"])] = (row.get("title", ""), row.get("text") or "")
-    return FakeRecommender(items, version=str(manifest["version"]))
+    created = created_ts(str(manifest.get("created_at", "")))
+    return FakeRecommender(items, version=str(manifest["version"]), created_ts=created)

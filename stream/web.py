@@ -14,24 +14,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
-from stream.metrics import CONTENT_TYPE_LATEST
+from stream.latest import LatestRecommendations
+from stream.metrics import CONTENT_TYPE_LATEST, WorkerMetrics
+from stream.readiness import Readiness
+from stream.trending import Trending
 
-if TYPE_CHECKING:
-    from stream.app import Worker
 
-
-def register_views(app: faust.App, worker: Worker) -> None:
+def register_views(
+    app: faust.App,
+    *,
+    metrics: WorkerMetrics,
+    readiness: Readiness,
+    trending: Trending,
+    latest: LatestRecommendations,
+) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             # aiohttp refuses a charset inside content_type; the exposition is UTF-8.
             content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
-            return self.bytes(worker.metrics.render(), content_type=content_type)
+            return self.bytes(metrics.render(), content_type=content_type)
 
     @app.page("/healthz")
     class Health(View):
@@ -41,23 +48,24 @@ def register_views(app: faust.App, worker: Worker) -> None:
     @app.page("/readyz")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            state = worker.readiness()
+            state = readiness.state()
             return self.json(state, status=200 if state["ready"] else 503)
 
     @app.page("/trending")
-    class Trending(View):
+    class TrendingItems(View):
         async def get(self, request: Request) -> Response:
-            top = worker.top_trending(20)
+            top = trending.top(20)
             return self.json({"items": [{"item_id": i, "clicks": n} for i, n in top]})
 
     @app.page("/users/{user_id}/recommendations")
     class UserRecommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            rec = worker.latest.get(user_id)
-            if rec is None:
+            value = latest.get(user_id)
+            if value is None:
                 body: dict[str, Any] = {
                     "error": f"no recommendation for user {user_id!r} on this worker",
                     "hint": "a user's latest result lives on the worker owning its partition",
                 }
                 return self.json(body, status=404)
-            return self.json(rec)
+            # the record value as produced: the same JSON the topic carries
+            return self.bytes(value, content_type="application/json")

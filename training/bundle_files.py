@@ -1,4 +1,4 @@
-"""The plain-data files of a bundle: items.jsonl, item_vectors.npy, popularity.npy."""
+"""Training's side of a bundle's plain data: items.jsonl rows and the popularity prior."""
 
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ def write_items(catalog: Catalog, path: Path) -> None:
                 "attributes": catalog.attributes[i],
             }
             f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-
-
-def read_item_ids(path: Path) -> list[str]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line)["item_id"] for line in f if line.strip()]
 
 
 def training_mask(interactions: Interactions, min_len: int = 3) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import faiss
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 @dataclass
 class BuiltIndex:
     index: faiss.Index
-    kind: str  # "flat" | "hnsw"
+    kind: Literal["flat", "hnsw"]
     params: dict[str, int] = field(default_factory=dict)
     recall_at_10: float = 1.0  # vs exact search, measured on sampled item-vector queries
 

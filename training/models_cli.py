@@ -132,8 +132,10 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Train the text tower and sequence encoder, write a verified bundle, print metrics."""
+    from recstream.settings import Settings
     from training.train import TrainConfig, train_bundle
 
+    cache_dir = Settings().cache_dir  # a frozen tower's item vectors are cached here
     cfg = TrainConfig.quick_preset() if quick else TrainConfig()
     text = cfg.text
     if text_mode is not None:
@@ -165,7 +167,7 @@ def train(
     text = dataclasses.replace(text, seed=seed)
     cfg = dataclasses.replace(cfg, text=text, seq=seq, model=model, split=split.value, seed=seed)
     try:
-        path = train_bundle(dataset, out, cfg, progress=not as_json)
+        path = train_bundle(dataset, out, cfg, progress=not as_json, cache_dir=cache_dir)
     except RecstreamError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

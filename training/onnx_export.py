@@ -1,8 +1,9 @@
 """ONNX export of both encoders, parity checks against torch, int8 quantisation, timing.
 
 Classic TorchScript exporter (``dynamo=False``) with dynamic batch and length
-axes; eager attention in the text tower (see NOTES.md). A parity failure raises
-:class:`TrainingError`: a bundle whose ONNX graph disagrees with torch is never written.
+axes; eager attention in the text tower (the exporter needs both with transformers
+5). A parity failure raises :class:`TrainingError`: a bundle whose ONNX graph
+disagrees with torch is never written.
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ def _quiet_exporter():
         yield
 
 
-def session(path: Path, threads: int = 1):
-    """An onnxruntime CPU session with an explicit thread count."""
+def session(path: Path | bytes, threads: int = 1):
+    """An onnxruntime CPU session with an explicit thread count (a file, or its bytes)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 def export_text_encoder(encoder: nn.Module, path: Path) -> None:

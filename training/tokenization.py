@@ -14,9 +14,13 @@ import numpy as np
 from tokenizers import Tokenizer
 
 
-def load_tokenizer(path: Path, max_length: int) -> Tokenizer:
-    """A tokenizer configured for batching: right padding to the batch's longest, truncation."""
-    tok = Tokenizer.from_file(str(path))
+def load_tokenizer(path: Path | bytes, max_length: int) -> Tokenizer:
+    """A tokenizer (a file, or its bytes) configured for batching: right padding to the
+    batch's longest, truncation."""
+    if isinstance(path, bytes):
+        tok = Tokenizer.from_str(path.decode("utf-8"))
+    else:
+        tok = Tokenizer.from_file(str(path))
     tok.enable_truncation(max_length=max_length)
     tok.enable_padding(pad_id=0, pad_token="[PAD]")
     return tok

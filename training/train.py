@@ -1,10 +1,14 @@
 """End-to-end training: dataset → text tower → sequence encoder → verified bundle.
 
 ``train_bundle(dataset, out_dir, config)`` is the entry point for the CLI, the
-benchmark and the demo. Stages: split (leave-one-out or cold-item), tune the
-text tower (frozen / full / LoRA), embed item texts once, train sequence
-encoder + item residuals, measure offline metrics, export and check ONNX, write
-the bundle aside and rename it into place.
+benchmark and the demo. Its steps, each a function below: split (leave-one-out
+or cold-item); :func:`fit` (tune the text tower (frozen / full / LoRA), embed item
+texts once, train sequence encoder + item residuals); :func:`offline_metrics`;
+:func:`served_prior` (the popularity prior and its warm weight, chosen on
+validation); then, in a staging directory of the one bundle writer
+(:mod:`inference.bundle.writer`): :func:`export_encoders` (ONNX, parity and
+quality checks, int8), :func:`write_catalog`, :func:`write_index`,
+:func:`bundle_manifest`, and the seal that renames it into place.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +25,32 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
+from inference.bundle.manifest import (
+    INDEX,
+    ITEM_VECTORS,
+    ITEMS,
+    POPULARITY,
+    SEQUENCE_ENCODER,
+    TEXT_ENCODER,
+    TEXT_ENCODER_INT8,
+    TOKENIZER,
+    FusionEntry,
+    IndexEntry,
+    Manifest,
+    SequenceEncoderEntry,
+    TextEncoderEntry,
+)
+from inference.bundle.writer import staging
 from training.data.types import Dataset
+from training.index_build import BuiltIndex
+from training.item_space import ServingTextEncoder
+from training.prior_tuning import PriorChoice
 from training.sequence_model import SequenceModelConfig
-from training.sequence_train import SequenceTrainConfig
-from training.text_finetune import TextTuneConfig
+from training.sequence_train import SequenceTrainConfig, SequenceTrainResult
+from training.split import Split
+from training.text_finetune import TextTuneConfig, TextTuneReport
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +113,16 @@ class Fitted:
     """The trained models of one run (torch), before export."""
 
     dataset: Dataset
-    split: Any  # training.split.Split
-    tokenizer: Any  # tokenizers.Tokenizer (truncation at cfg.text.max_length)
-    text_encoder: Any  # item_space.ServingTextEncoder over the tuned tower (LoRA merged)
-    sequence: Any  # training.sequence_train.SequenceTrainResult
+    split: Split
+    tokenizer: Tokenizer  # truncation at cfg.text.max_length
+    text_encoder: ServingTextEncoder  # over the tuned tower (LoRA merged), offset baked in
+    sequence: SequenceTrainResult
     item_vectors: np.ndarray  # (N,D) float32, L2-normalised
-    tune: Any  # training.text_finetune.TextTuneReport
+    tune: TextTuneReport
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def make_split(ds: Dataset, cfg: TrainConfig) -> Any:
+def make_split(ds: Dataset, cfg: TrainConfig) -> Split:
     from training.split import cold_item_split, leave_one_out
 
     if cfg.split == "cold":
@@ -104,9 +130,19 @@ def make_split(ds: Dataset, cfg: TrainConfig) -> Any:
     return leave_one_out(ds.interactions)
 
 
-def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> Fitted:
-    """Tune the text tower, embed item texts, train the sequence encoder + residuals."""
-    from training.item_space import ServingTextEncoder
+def fit(
+    ds: Dataset,
+    split: Split,
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+) -> Fitted:
+    """Tune the text tower, embed item texts, train the sequence encoder + residuals.
+
+    ``cache_dir``: where a frozen tower's item vectors are cached across runs
+    (``<cache_dir>/text-vectors``; None: not cached).
+    """
     from training.metrics import evaluate
     from training.sequence_train import train_sequence_model
     from training.text_finetune import fine_tune_text
@@ -131,15 +167,13 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
     tok = load_tokenizer(minilm_dir() / "tokenizer.json", cfg.text.max_length)
     encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
     tune = fine_tune_text(encoder, tok, catalog, split.train_sequences, cfg.text, progress=progress)
-    if cfg.text.mode == "frozen" and cfg.cache_text_vectors:
-        from recstream.settings import Settings
-
+    if cfg.text.mode == "frozen" and cfg.cache_text_vectors and cache_dir is not None:
         model_dir = Path(cfg.text_model_dir) if cfg.text_model_dir else minilm_dir()
         text_vectors = cached_text_vectors(
             encoder,
             tok,
             catalog.texts,
-            Settings().cache_dir / "text-vectors",
+            cache_dir / "text-vectors",
             model_key=model_fingerprint(model_dir),
             progress=progress,
         )
@@ -155,7 +189,7 @@ def fit(ds: Dataset, split: Any, cfg: TrainConfig, *, progress: bool = True) -> 
         rng.choice(n_valid, size=min(n_valid, cfg.seq.valid_users), replace=False)
     )
 
-    def validate(score_fn: Any) -> dict[str, float]:
+    def validate(score_fn: Callable[[list[np.ndarray]], np.ndarray]) -> dict[str, float]:
         return evaluate(score_fn, split.valid, n_items, subset=valid_subset, progress=False)
 
     t = time.perf_counter()
@@ -197,13 +231,14 @@ class TrainedScorer:
 
 def train_and_score(
     dataset: Dataset,
-    split: Any,
+    split: Split,
     *,
     seed: int = 0,
     time_budget_s: float | None = None,
     config: TrainConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> TrainedScorer:
-    """Bench hook (/work/wt/TRAINING_DATA_API.md): train on ``split`` with the default config."""
+    """Bench hook (bench/quality.py): train on ``split`` with the default config."""
     cfg = config or TrainConfig()
     cfg = dataclasses.replace(
         cfg,
@@ -218,7 +253,7 @@ def train_and_score(
             text=dataclasses.replace(cfg.text, max_minutes=min(cfg.text.max_minutes, minutes / 3)),
             seq=dataclasses.replace(cfg.seq, max_minutes=minutes * 2 / 3),
         )
-    return TrainedScorer(fit(dataset, split, cfg, progress=True))
+    return TrainedScorer(fit(dataset, split, cfg, progress=True, cache_dir=cache_dir))
 
 
 def train_bundle(
@@ -227,159 +262,180 @@ def train_bundle(
     config: TrainConfig | None = None,
     *,
     progress: bool = True,
+    cache_dir: Path | None = None,
 ) -> Path:
     """Train on ``dataset`` (a name, a path, or a loaded Dataset) and write a bundle under
-    ``out_dir``; returns the bundle directory ``out_dir/<version>``."""
-    from training.bundle_files import popularity_prior, training_mask, write_items
-    from training.bundle_io import discard_staging, finalize_bundle, staging_dir
-    from training.index_build import build_index
-    from training.offline_eval import (
-        history_scorer,
-        query_metrics,
-        sequence_metrics,
-        torch_user_fn,
-    )
-    from training.onnx_export import (
-        check_sequence_parity,
-        check_text_parity,
-        export_sequence_encoder,
-        export_text_encoder,
-        onnx_text_vectors,
-        quantize_int8,
-        row_cosines,
-        session,
-        text_encoder_speed,
-    )
-    from training.prior_tuning import choose_warm_prior
-
+    ``out_dir``; returns the bundle directory ``out_dir/<version>``. ``cache_dir``: see
+    :func:`fit` (the CLI passes ``RECSTREAM_CACHE_DIR``)."""
     cfg = config or TrainConfig()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     ds = _load(dataset)
-    split = make_split(ds, cfg)
-    fitted = fit(ds, split, cfg, progress=progress)
-    catalog, n_items = ds.catalog, len(ds.catalog)
-    tok, encoder, result = fitted.tokenizer, fitted.text_encoder, fitted.sequence
-    tune, timings, item_vectors = fitted.tune, fitted.timings, fitted.item_vectors
-
-    # 3. offline metrics (torch path; `recstream evaluate` repeats them through ONNX)
-    metrics: dict[str, Any] = {
-        "test": sequence_metrics(result.encoder, item_vectors, split, progress=progress),
-        "valid_best_ndcg@10": max(h["ndcg@10"] for h in result.history),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "window_stride": result.window_stride,
-        "dropout": result.encoder.cfg.dropout,  # as trained ("auto" may lower it on large data)
-        "text_tower": dataclasses.asdict(tune),
-    }
-
-    # the served popularity prior, and its weight for warm users chosen on validation
-    keep = training_mask(ds.interactions)
-    if len(split.cold_items):
-        keep &= ~np.isin(ds.interactions.item, split.cold_items)
-    popularity = popularity_prior(ds.interactions, n_items, keep=keep)
-    prior = choose_warm_prior(
-        history_scorer(torch_user_fn(result.encoder), item_vectors, result.encoder.cfg.max_len),
-        split.valid,
-        popularity,
-    )
+    fitted = fit(ds, make_split(ds, cfg), cfg, progress=progress, cache_dir=cache_dir)
+    metrics = offline_metrics(fitted, progress=progress)
+    popularity, prior = served_prior(fitted)
     metrics["fusion_prior"] = prior.to_dict()
-    log.info("warm popularity weight %g (validation NDCG@10 by weight: %s)",
-             prior.weight, prior.ndcg_by_weight)  # fmt: skip
-
-    # 4. export
-    root = Path(out_dir)
     version = _version(ds.name)
-    stage = staging_dir(root, version)
-    try:
+    with staging(Path(out_dir), version) as stage:
         t = time.perf_counter()
-        export_text_encoder(encoder, stage / "text_encoder.onnx")
-        probe = [catalog.texts[i] for i in range(0, n_items, max(1, n_items // 16))][:16]
-        probe += ["90s comedy", "a long, slow, sad french film about love and war in the 1960s"]
-        export_checks: dict[str, Any] = {
-            "text_parity_min_cos": check_text_parity(
-                encoder, stage / "text_encoder.onnx", tok, probe
-            )
-        }
-        fp32 = session(stage / "text_encoder.onnx")
-        query_fp32 = query_metrics(
-            lambda texts: onnx_text_vectors(fp32, tok, texts), item_vectors, catalog, cfg.n_queries
-        )
-        metrics["text_query"] = query_fp32
-        speed = {"fp32": text_encoder_speed(fp32, tok, catalog.texts)}
-        if cfg.int8:
-            quantize_int8(stage / "text_encoder.onnx", stage / "text_encoder.int8.onnx")
-            int8 = session(stage / "text_encoder.int8.onnx")
-            sample = catalog.texts[: min(n_items, 512)]
-            cos = row_cosines(
-                onnx_text_vectors(fp32, tok, sample), onnx_text_vectors(int8, tok, sample)
-            )
-            query_int8 = query_metrics(
-                lambda texts: onnx_text_vectors(int8, tok, texts),
-                item_vectors,
-                catalog,
-                cfg.n_queries,
-            )
-            speed["int8"] = text_encoder_speed(int8, tok, catalog.texts)
-            metrics["int8"] = {
-                "cos_vs_fp32_mean": float(cos.mean()),
-                "cos_vs_fp32_min": float(cos.min()),
-                "text_query": query_int8,
-                "genre_precision@10_delta": query_int8["genre_precision@10"]
-                - query_fp32["genre_precision@10"],
-            }
-        metrics["text_encoder_speed"] = speed
-        export_sequence_encoder(result.encoder, stage / "sequence_encoder.onnx")
-        export_checks["sequence_parity_min_cos"] = check_sequence_parity(
-            result.encoder, stage / "sequence_encoder.onnx", item_vectors, cfg.seed
-        )
-        metrics["export"] = export_checks
-
-        tok.save(str(stage / "tokenizer.json"))
-        write_items(catalog, stage / "items.jsonl")
-        np.save(stage / "item_vectors.npy", item_vectors.astype(np.float32))
-        np.save(stage / "popularity.npy", popularity)
-        import faiss
-
-        built = build_index(item_vectors, exact_max=cfg.exact_index_max)
-        faiss.write_index(built.index, str(stage / "index.faiss"))
+        metrics.update(export_encoders(fitted, stage.path, cfg))
+        write_catalog(fitted, popularity, stage.path)
+        built = write_index(fitted.item_vectors, stage.path, cfg)
+        timings = fitted.timings
         timings["export_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t_start
         # CPU seconds of this process (all threads): on a shared machine wall time
         # is noisy, cpu_s / threads approximates the wall time on dedicated cores
         timings["total_cpu_s"] = time.process_time() - cpu_start
         metrics["timings"] = timings
-        manifest = {
-            "version": version,
-            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "dataset": ds.name,
-            "dim": int(item_vectors.shape[1]),
-            "text_encoder": {
-                "file": "text_encoder.onnx",
-                "int8_file": "text_encoder.int8.onnx" if cfg.int8 else None,
-                "max_length": cfg.text.max_length,
-            },
-            "sequence_encoder": {
-                "file": "sequence_encoder.onnx",
-                "max_length": result.encoder.cfg.max_len,
-            },
-            "index": {
-                "file": "index.faiss",
-                "kind": built.kind,
-                "metric": "inner_product",
-                "params": built.params,
-                "recall_at_10_vs_exact": built.recall_at_10,
-            },
-            "fusion": {"popularity_weight_warm": prior.weight},
-            "n_items": n_items,
-            "scale": result.scale,
-            "config": cfg.to_dict(),
-            "metrics": metrics,
-        }
-        if not cfg.int8:
-            del manifest["text_encoder"]["int8_file"]
-        final = finalize_bundle(stage, root, manifest)
-    except BaseException:
-        discard_staging(stage)
-        raise
+        final = stage.seal(bundle_manifest(version, fitted, cfg, built, prior, metrics))
     log.info("bundle %s written in %.1fs", final, time.perf_counter() - t_start)
     return final
+
+
+def offline_metrics(fitted: Fitted, *, progress: bool = True) -> dict[str, Any]:
+    """Test metrics of the torch models (``recstream evaluate`` repeats them through ONNX)."""
+    from training.offline_eval import sequence_metrics
+
+    result = fitted.sequence
+    return {
+        "test": sequence_metrics(
+            result.encoder, fitted.item_vectors, fitted.split, progress=progress
+        ),
+        "valid_best_ndcg@10": max(h["ndcg@10"] for h in result.history),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "window_stride": result.window_stride,
+        "dropout": result.encoder.cfg.dropout,  # as trained ("auto" may lower it on large data)
+        "text_tower": dataclasses.asdict(fitted.tune),
+    }
+
+
+def served_prior(fitted: Fitted) -> tuple[np.ndarray, PriorChoice]:
+    """The popularity prior serving adds (from training events only) and the weight a warm
+    user gets, chosen on the validation cases."""
+    from training.bundle_files import popularity_prior, training_mask
+    from training.offline_eval import history_scorer, torch_user_fn
+    from training.prior_tuning import choose_warm_prior
+
+    ds, split, encoder = fitted.dataset, fitted.split, fitted.sequence.encoder
+    keep = training_mask(ds.interactions)
+    if len(split.cold_items):
+        keep &= ~np.isin(ds.interactions.item, split.cold_items)
+    popularity = popularity_prior(ds.interactions, len(ds.catalog), keep=keep)
+    prior = choose_warm_prior(
+        history_scorer(torch_user_fn(encoder), fitted.item_vectors, encoder.cfg.max_len),
+        split.valid,
+        popularity,
+    )
+    log.info("warm popularity weight %g (validation NDCG@10 by weight: %s)",
+             prior.weight, prior.ndcg_by_weight)  # fmt: skip
+    return popularity, prior
+
+
+def export_encoders(fitted: Fitted, stage: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """Export both encoders to ONNX (and the int8 text encoder), with parity, quality and
+    speed checks; returns their metrics (``text_query``, ``int8``, ``text_encoder_speed``,
+    ``export``)."""
+    from training import onnx_export as ox
+    from training.offline_eval import query_metrics
+
+    catalog, n_items = fitted.dataset.catalog, len(fitted.dataset.catalog)
+    tok, encoder, item_vectors = fitted.tokenizer, fitted.text_encoder, fitted.item_vectors
+    metrics: dict[str, Any] = {}
+    ox.export_text_encoder(encoder, stage / TEXT_ENCODER)
+    probe = [catalog.texts[i] for i in range(0, n_items, max(1, n_items // 16))][:16]
+    probe += ["90s comedy", "a long, slow, sad french film about love and war in the 1960s"]
+    checks: dict[str, Any] = {
+        "text_parity_min_cos": ox.check_text_parity(encoder, stage / TEXT_ENCODER, tok, probe)
+    }
+    fp32 = ox.session(stage / TEXT_ENCODER)
+    query_fp32 = query_metrics(
+        lambda texts: ox.onnx_text_vectors(fp32, tok, texts), item_vectors, catalog, cfg.n_queries
+    )
+    metrics["text_query"] = query_fp32
+    speed = {"fp32": ox.text_encoder_speed(fp32, tok, catalog.texts)}
+    if cfg.int8:
+        ox.quantize_int8(stage / TEXT_ENCODER, stage / TEXT_ENCODER_INT8)
+        int8 = ox.session(stage / TEXT_ENCODER_INT8)
+        sample = catalog.texts[: min(n_items, 512)]
+        cos = ox.row_cosines(
+            ox.onnx_text_vectors(fp32, tok, sample), ox.onnx_text_vectors(int8, tok, sample)
+        )
+        query_int8 = query_metrics(
+            lambda texts: ox.onnx_text_vectors(int8, tok, texts),
+            item_vectors,
+            catalog,
+            cfg.n_queries,
+        )
+        speed["int8"] = ox.text_encoder_speed(int8, tok, catalog.texts)
+        metrics["int8"] = {
+            "cos_vs_fp32_mean": float(cos.mean()),
+            "cos_vs_fp32_min": float(cos.min()),
+            "text_query": query_int8,
+            "genre_precision@10_delta": query_int8["genre_precision@10"]
+            - query_fp32["genre_precision@10"],
+        }
+    metrics["text_encoder_speed"] = speed
+    sequence = fitted.sequence.encoder
+    ox.export_sequence_encoder(sequence, stage / SEQUENCE_ENCODER)
+    checks["sequence_parity_min_cos"] = ox.check_sequence_parity(
+        sequence, stage / SEQUENCE_ENCODER, item_vectors, cfg.seed
+    )
+    metrics["export"] = checks
+    return metrics
+
+
+def write_catalog(fitted: Fitted, popularity: np.ndarray, stage: Path) -> None:
+    """The tokenizer and the plain-data files: items, item vectors, popularity."""
+    from training.bundle_files import write_items
+
+    fitted.tokenizer.save(str(stage / TOKENIZER))
+    write_items(fitted.dataset.catalog, stage / ITEMS)
+    np.save(stage / ITEM_VECTORS, fitted.item_vectors.astype(np.float32))
+    np.save(stage / POPULARITY, popularity)
+
+
+def write_index(item_vectors: np.ndarray, stage: Path, cfg: TrainConfig) -> BuiltIndex:
+    """``index.faiss``: exact for catalogs up to ``cfg.exact_index_max``, else HNSW."""
+    import faiss
+
+    from training.index_build import build_index
+
+    built = build_index(item_vectors, exact_max=cfg.exact_index_max)
+    faiss.write_index(built.index, str(stage / INDEX))
+    return built
+
+
+def bundle_manifest(
+    version: str,
+    fitted: Fitted,
+    cfg: TrainConfig,
+    built: BuiltIndex,
+    prior: PriorChoice,
+    metrics: dict[str, Any],
+) -> Manifest:
+    """The bundle's manifest (``files`` and ``format`` are added when it is sealed)."""
+    result = fitted.sequence
+    int8 = {"int8_file": TEXT_ENCODER_INT8} if cfg.int8 else {}
+    return Manifest(
+        version=version,
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        dataset=fitted.dataset.name,
+        dim=int(fitted.item_vectors.shape[1]),
+        text_encoder=TextEncoderEntry(file=TEXT_ENCODER, max_length=cfg.text.max_length, **int8),
+        sequence_encoder=SequenceEncoderEntry(
+            file=SEQUENCE_ENCODER, max_length=result.encoder.cfg.max_len
+        ),
+        index=IndexEntry(
+            file=INDEX,
+            kind=built.kind,
+            metric="inner_product",
+            params=built.params,
+            recall_at_10_vs_exact=built.recall_at_10,
+        ),
+        fusion=FusionEntry(popularity_weight_warm=prior.weight),
+        n_items=len(fitted.dataset.catalog),
+        scale=result.scale,
+        config=cfg.to_dict(),
+        metrics=metrics,
+    )

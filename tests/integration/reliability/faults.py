@@ -22,11 +22,11 @@ from typing import Any
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from recstream.settings import Settings
-from stream.process import WorkerProcess, worker_env
 from tests.conftest import free_port
 from tests.integration.reliability.accounting import Offset
 from tests.integration.reliability.hostile import EVENTS, Hostile
 from tests.integration.reliability.kafkaio import producer, read_topic
+from tools.process import WorkerProcess, worker_env
 
 # A dead worker's partitions move after the group session times out: Faust reads
 # these variables (its defaults, 60 s / 3 s, would make every kill a minute long).

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from recstream.kafka_admin import ensure_topics
-from recstream.localkafka import LocalKafka, LocalKafkaCluster
+from recstream.localkafka import LocalKafka
 from recstream.settings import LocalKafkaSettings, Settings, TopicNames
 from tests.conftest import free_port
 from tests.integration.reliability.accounting import account
 from tests.integration.reliability.conftest import cache_dir
+from tests.integration.reliability.localcluster import LocalKafkaCluster
 
-pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
+pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
 from tests.integration.reliability.faults import (
     WorkerPool,
     assert_nothing_lost,

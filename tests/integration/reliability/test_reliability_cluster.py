@@ -10,8 +10,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from recstream.kafka_admin import client_kwargs, ensure_topics
-from recstream.localkafka import LocalKafkaCluster
 from tests.integration.reliability.kafkaio import producer, read_topic
+from tests.integration.reliability.localcluster import LocalKafkaCluster
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from tests.integration.reliability.accounting import account
 from tests.integration.reliability.conftest import long_variant
 from tests.integration.reliability.hostile import hostile_messages
 
-pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
+pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
 from tests.integration.reliability.faults import (
     Traffic,
     WorkerPool,

@@ -82,7 +82,7 @@ def security_env(secure: SecureKafka, password: str) -> dict[str, str]:
 async def test_worker_over_scram_tls_answers_with_the_right_secret_only(
     secure_kafka: SecureKafka, rel_bundle, rel_tmp
 ) -> None:
-    pytest.importorskip("stream.process", reason="needs the stream worker")
+    pytest.importorskip("tools.process", reason="needs the stream worker")
     from recstream.settings import TopicNames
     from tests.integration.reliability.faults import WorkerPool, drain, run_traffic
 

@@ -13,7 +13,7 @@ import pytest
 from recstream.settings import Settings
 from tests.integration.reliability.accounting import account
 
-pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
+pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
 from tests.integration.reliability.faults import (
     WorkerPool,
     assert_nothing_lost,

@@ -16,7 +16,7 @@ from recstream.settings import Settings
 from tests.integration.reliability.accounting import account, reference_sequences
 from tests.integration.reliability.conftest import long_variant
 
-pytest.importorskip("stream.process", reason="needs the stream worker (branch stream)")
+pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
 from stream.settings import WorkerSettings
 from tests.integration.reliability.faults import (
     WorkerPool,

@@ -15,7 +15,7 @@ import pytest
 
 from recstream.schemas import DLQRecord, Recommendation
 from recstream.settings import Settings, TopicNames
-from stream.process import WorkerProcess, worker_env
+from tools.process import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from inference.recommender import OnnxRecommender
+from inference.settings import InferenceSettings
 from inference.types import Recommender
-from stream.model import default_loader
+
+
+def default_loader(path: Path) -> Recommender:
+    """The serving core, with settings from this worker's environment (this is its edge)."""
+    return OnnxRecommender.load(path, InferenceSettings())
 
 
 def slow(path: Path) -> Recommender:

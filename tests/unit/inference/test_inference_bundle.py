@@ -1,15 +1,16 @@
-"""Bundle verification refuses anything but the sealed files; the handle swaps safely."""
+"""Bundle verification refuses anything but the sealed files; the writer seals atomically."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inference.bundle import find_latest, load_bundle, verify_bundle
+from inference.bundle import FORMAT, Manifest, find_latest, load_bundle, staging, verify_bundle
+from inference.bundle.manifest import IndexEntry, SequenceEncoderEntry, TextEncoderEntry
 from inference.errors import (
     BundleFileMissingError,
     BundleHashError,
@@ -17,7 +18,6 @@ from inference.errors import (
     BundleNotFoundError,
     BundleUnexpectedFileError,
 )
-from inference.handle import BundleHandle
 from inference.testing import build_tiny_bundle, genre_of
 from recstream.errors import BundleError
 
@@ -82,56 +82,104 @@ def test_find_latest_skips_unsealed_dirs(tmp_path: Path) -> None:
     assert find_latest(tmp_path / "empty") is None
 
 
-class _Obj:
-    def __init__(self, name: str) -> None:
-        self.name, self.closed = name, False
-
-    def close(self) -> None:
-        self.closed = True
+# -- the writer -------------------------------------------------------------------------
 
 
-def test_handle_closes_old_object_only_after_last_lease() -> None:
-    a, b = _Obj("a"), _Obj("b")
-    handle = BundleHandle(a)
-    with handle.lease() as got:
-        assert got is a
-        assert handle.swap(b) is a
-        assert not a.closed  # still leased
-        with handle.lease() as now:
-            assert now is b
-    assert a.closed and not b.closed
-    handle.swap(_Obj("c"))
-    assert b.closed  # unleased: closed at once
+def _manifest(version: str, **extra: object) -> Manifest:
+    return Manifest(
+        version=version,
+        created_at="2026-01-01T00:00:00Z",
+        dataset="unit",
+        dim=4,
+        text_encoder=TextEncoderEntry(),
+        sequence_encoder=SequenceEncoderEntry(),
+        index=IndexEntry(),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
-def test_handle_swaps_under_concurrent_leases() -> None:
-    handle = BundleHandle(_Obj("0"))
-    made = [handle.current]
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            with handle.lease() as obj:
-                if obj.closed:
-                    errors.append(f"leased a closed object {obj.name}")
-
-    threads = [threading.Thread(target=reader) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for i in range(1, 300):
-        new = _Obj(str(i))
-        made.append(new)
-        handle.swap(new)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert all(o.closed for o in made[:-1]) and not made[-1].closed
+def _write(root: Path, version: str = "v1", **extra: object) -> Path:
+    with staging(root, version) as stage:
+        (stage.path / "items.jsonl").write_text('{"item_id": "a"}\n')
+        (stage.path / "item_vectors.npy").write_bytes(b"vectors")
+        return stage.seal(_manifest(version, **extra))
 
 
-def test_handle_without_object_refuses_lease() -> None:
-    from inference.errors import InferenceError
+def test_sealed_bundle_lists_every_file_and_leaves_no_staging(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert path == tmp_path / "v1" and [p.name for p in tmp_path.iterdir()] == ["v1"]
+    assert sorted(manifest["files"]) == ["item_vectors.npy", "items.jsonl"]
+    assert manifest["format"] == FORMAT and oct(path.stat().st_mode & 0o777) == "0o755"
 
-    with pytest.raises(InferenceError, match="no bundle loaded"), BundleHandle().lease():
-        pass
+
+def test_versions_are_never_overwritten(tmp_path: Path) -> None:
+    _write(tmp_path)
+    with pytest.raises(BundleError, match="already exists"):
+        _write(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["v1"]  # the failed staging is removed
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), staging(tmp_path, "v1") as stage:
+        (stage.path / "items.jsonl").write_text("{}\n")
+        raise RuntimeError("export failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_subdirectories_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a plain file"), staging(tmp_path, "v1") as stage:
+        (stage.path / "sub").mkdir()
+        stage.seal(_manifest("v1"))
+
+
+def test_manifest_is_json_safe_and_says_only_what_the_writer_set(tmp_path: Path) -> None:
+    path = _write(tmp_path, metrics={"ok": 1.5, "bad": float("nan"), "inf": [float("inf")]})
+    text = (path / "manifest.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    body = json.loads(text)
+    assert body["metrics"] == {"ok": 1.5, "bad": None, "inf": [None]}
+    assert "fusion" not in body and "config" not in body  # not set: not written
+    assert "int8_file" not in body["text_encoder"]  # an entry's unset None is not written
+    assert body["text_encoder"]["file"] == "text_encoder.onnx"  # its defaults are
+
+
+# -- hash check and load read the same bytes ----------------------------------------
+
+
+def test_a_file_swapped_right_after_its_hash_check_is_not_what_gets_loaded(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attacker (or a careless copy) replaces item_vectors.npy the moment its sha256
+    has been computed: what serves must still be the bytes that were checked."""
+    from inference.recommender import OnnxRecommender
+
+    vpath = bundle_copy / "item_vectors.npy"
+    original = vpath.read_bytes()
+    good = np.load(vpath)
+    evil = bytearray(original)
+    header = len(original) - good.nbytes
+    evil[header:] = (-good).astype(np.float32).tobytes()  # same size, every vector flipped
+    real_sha256 = hashlib.sha256
+
+    class Swapping:
+        """hashlib.sha256, but swaps the vector file once its content was hashed."""
+
+        def __init__(self, data: bytes = b"") -> None:
+            self._h, self._seen = real_sha256(data), bytearray(data)
+
+        def update(self, data: bytes) -> None:
+            self._h.update(data)
+            self._seen += data
+
+        def hexdigest(self) -> str:
+            if bytes(self._seen) == original:
+                vpath.write_bytes(bytes(evil))
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(hashlib, "sha256", Swapping)
+    rec = OnnxRecommender.load(bundle_copy)
+    monkeypatch.undo()
+    assert vpath.read_bytes() == bytes(evil), "the swap happened"
+    served = rec.index.vectors[: len(good)]
+    np.testing.assert_array_equal(served, good)

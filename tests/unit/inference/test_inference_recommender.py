@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -196,18 +197,32 @@ def test_serving_path_never_imports_torch(flat_bundle: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_hot_swap_of_real_recommenders(flat_bundle: Path, hnsw_bundle: Path) -> None:
-    from inference.handle import BundleHandle
+async def test_hot_swap_of_real_recommenders(
+    flat_bundle: Path, hnsw_bundle: Path, tmp_path: Path
+) -> None:
+    from inference.recommender import recommender_loader
+    from stream.metrics import WorkerMetrics
+    from stream.model import ModelHolder
+    from stream.overlay import ItemOverlay
 
-    handle = BundleHandle(OnnxRecommender.load(flat_bundle))
-    with handle.lease() as old:
-        handle.swap(OnnxRecommender.load(hnsw_bundle))
-        # A request already holding the old model finishes on it.
-        assert old.recommend(Request("u", query="comedy")).model_version == "tiny-flat"
+    root = tmp_path / "bundles"
+    for bundle in (flat_bundle, hnsw_bundle):
+        shutil.copytree(bundle, root / bundle.name)
+    (root / "CURRENT").write_text("tiny-flat")
+    loader = recommender_loader(InferenceSettings.defaults())
+    holder = ModelHolder(root, loader=loader, metrics=WorkerMetrics(), overlay=ItemOverlay())
+    assert await holder.maybe_reload()
+    old = holder.current
+    assert isinstance(old, OnnxRecommender)
+    assert old.recommend(Request("u", query="comedy")).model_version == "tiny-flat"
+    (root / "CURRENT").write_text("tiny-hnsw")
+    assert await holder.maybe_reload()
+    # The old model is closed at the swap (between batches, nothing uses it any more).
     with pytest.raises(InferenceError, match="closed"):
         old.recommend(Request("u"))
-    with handle.lease() as new:
-        assert new.recommend(Request("u", query="comedy")).model_version == "tiny-hnsw"
+    new = holder.current
+    assert isinstance(new, OnnxRecommender)
+    assert new.recommend(Request("u", query="comedy")).model_version == "tiny-hnsw"
 
 
 def test_cli_import_stays_light() -> None:
@@ -230,11 +245,14 @@ def test_the_bundles_tuned_warm_prior_is_served_unless_settings_name_one(
     history = [served.index.item_id(r) for r in range(0, 40, 4)]
     popular = {served.index.item_id(int(r)) for r in np.argsort(-served.index.popularity)[:30]}
     top = [it.item_id for it in served.recommend(Request("u", history=history, k=10)).items]
-    own = OnnxRecommender(
-        served.bundle, InferenceSettings(fusion=FusionSettings(popularity_weight_warm=0.0))
+    own = OnnxRecommender.load(
+        heavy, InferenceSettings(fusion=FusionSettings(popularity_weight_warm=0.0))
     )
     plain = [it.item_id for it in own.recommend(Request("u", history=history, k=10)).items]
     # at 50 x the sequence's weight the prior decides the list; at 0 it has no say
     assert len(popular.intersection(top)) >= 9 and len(popular.intersection(plain)) < 9
     monkeypatch.setenv("RECSTREAM_INFERENCE_FUSION__POPULARITY_WEIGHT_WARM", "0.2")
-    assert OnnxRecommender.load(heavy).settings.fusion.popularity_weight_warm == 0.2
+    # the environment is read where the settings are built (the worker's edge), not below
+    assert OnnxRecommender.load(heavy).settings.fusion.popularity_weight_warm == 50.0
+    from_env = InferenceSettings()
+    assert OnnxRecommender.load(heavy, from_env).settings.fusion.popularity_weight_warm == 0.2

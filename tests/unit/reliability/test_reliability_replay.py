@@ -6,8 +6,9 @@ import json
 
 from recstream.schemas import DEFAULT_LIMITS, Limits
 from recstream.settings import TopicNames
+from stream.messages import InMessage
 from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, InMessage
+from stream.processing import BatchProcessor
 from stream.settings import WorkerSettings
 from stream.testing import FakeRecommender
 
@@ -43,8 +44,8 @@ def test_a_replayed_batch_is_answered_again_but_not_applied_twice() -> None:
     # crash: the changelog already holds the state after offset 11, the offsets were
     # not committed, so the same records come again, then new ones.
     again = proc.process([click(10, "a"), click(11, "b"), click(12, "c")])
-    assert [r["trigger_event_id"] for r in first.recommendations] == ["e10", "e11"]
-    assert [r["trigger_event_id"] for r in again.recommendations] == ["e10", "e11", "e12"]
+    assert [r.trigger_event_id for r in first.recommendations] == ["e10", "e11"]
+    assert [r.trigger_event_id for r in again.recommendations] == ["e10", "e11", "e12"]
     assert sequences["u"]["items"] == ["a", "b", "c"]
     assert sequences["u"]["applied"] == [0, 12]
     assert clicks == ["a", "b", "c"], "trending counts each click once too"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream.app import AckPipeline
+from stream.acks import AckPipeline
 
 
 class _Stream:

@@ -11,8 +11,8 @@ import pytest
 from recstream.errors import KafkaError
 from recstream.settings import KafkaSecurity, Settings, TopicNames
 from stream.app import Worker
+from stream.messages import OutMessage
 from stream.metrics import WorkerMetrics
-from stream.processing import OutMessage
 from stream.settings import WorkerSettings
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from inference.bundle.pointer import bundle_created_ts, resolve_bundle
 from inference.types import Recommender
 from recstream.errors import BundleError
 from recstream.schemas import ItemUpdate
-from stream.catalog import ItemOverlay, apply_update
 from stream.metrics import WorkerMetrics
-from stream.model import ModelHolder, bundle_created_ts, resolve_bundle
+from stream.model import ModelHolder
+from stream.overlay import ItemOverlay, apply_update
 from stream.testing import FakeRecommender
 
 
@@ -136,3 +137,19 @@ def test_overlay_keeps_latest_per_item_in_order() -> None:
     rec2 = FakeRecommender({})
     assert overlay.replay(rec2, 0.0, after=s3) == s3
     assert rec2.items == {}
+
+
+async def test_the_swap_closes_the_old_model_and_a_failed_load_closes_nothing(
+    tmp_path: Path,
+) -> None:
+    holder = ModelHolder(tmp_path, loader=loader, metrics=WorkerMetrics(), overlay=ItemOverlay())
+    seal(tmp_path, "v1", "2026-01-01T00:00:00Z")
+    assert await holder.maybe_reload()
+    v1 = holder.current
+    assert isinstance(v1, FakeRecommender)
+    seal(tmp_path, "broken-v2", "2026-02-01T00:00:00Z")
+    assert not await holder.maybe_reload()
+    assert not v1.closed and holder.current is v1  # the old model keeps serving
+    seal(tmp_path, "v3", "2026-03-01T00:00:00Z")
+    assert await holder.maybe_reload()
+    assert v1.closed and holder.current is not v1 and not holder.current.closed  # type: ignore[attr-defined]

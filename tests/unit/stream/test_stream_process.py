@@ -15,7 +15,7 @@ def test_sigterm_runs_finally_blocks(tmp_path: Path) -> None:
     marker = tmp_path / "cleaned"
     code = (
         "import os, signal, time\n"
-        "from stream.process import exit_on_sigterm\n"
+        "from tools.process import exit_on_sigterm\n"
         "exit_on_sigterm()\n"
         "try:\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

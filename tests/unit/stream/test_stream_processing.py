@@ -8,8 +8,9 @@ import pytest
 
 from recstream.schemas import DLQRecord, Recommendation
 from recstream.settings import TopicNames
+from stream.messages import InMessage
 from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, InMessage, unpack_vector
+from stream.processing import BatchProcessor, unpack_vector
 from stream.settings import WorkerSettings
 from stream.testing import FakeRecommender
 

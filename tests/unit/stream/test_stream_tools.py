@@ -11,12 +11,13 @@ import pytest
 
 from recstream.errors import ConfigError
 from recstream.schemas import ItemUpdate, RecItem, Recommendation, SearchText, UserEvent
-from stream.catalog import CatalogFollower, ItemOverlay
-from stream.processing import InMessage
-from stream.replay import dataset_events, query_for, text_only_users
+from stream.catalog import CatalogFollower
+from stream.messages import InMessage
+from stream.overlay import ItemOverlay
 from stream.state import ChangelogBatch, TableView
-from stream.tail import Titles, format_rec
 from stream.testing import FakeRecommender
+from tools.replay import dataset_events, query_for, text_only_users
+from tools.tail import Titles, format_rec
 
 
 @dataclass

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from inference.bundle import verify_bundle
 from inference.recommender import OnnxRecommender
 from tests.unit.training_models.conftest import cyclic_sequences
-from training.bundle_io import verify_bundle
 from training.data import load_dataset
 from training.evaluate_bundle import evaluate_bundle
 from training.prior_tuning import GRID
@@ -70,7 +70,7 @@ def trained(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 def test_bundle_is_complete_and_learned_the_pattern(trained: tuple[Path, Path]) -> None:
     bundle, _ = trained
-    manifest = verify_bundle(bundle)
+    manifest = verify_bundle(bundle).model_dump()
     assert set(manifest["files"]) == {
         "text_encoder.onnx",
         "text_encoder.int8.onnx",
@@ -103,7 +103,7 @@ def test_bundle_is_complete_and_learned_the_pattern(trained: tuple[Path, Path]) 
 
 def test_onnx_evaluation_matches_training_metrics(trained: tuple[Path, Path]) -> None:
     bundle, log = trained
-    manifest = verify_bundle(bundle)
+    manifest = verify_bundle(bundle).model_dump()
     result = evaluate_bundle(bundle, load_dataset(str(log)), n_queries=20, progress=False)
     torch_ndcg = manifest["metrics"]["test"]["all"]["ndcg@10"]
     assert result["sequence"]["all"]["ndcg@10"] == pytest.approx(torch_ndcg, abs=0.02)

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.bundle.pointer import resolve_bundle
 from recstream.errors import ConfigError, RecstreamError
 from recstream.schemas import Recommendation
 from recstream.settings import Settings
-from stream.model import resolve_bundle
-from stream.process import WorkerProcess, python_cli, worker_env
-from stream.replay import Planned, dataset_events, publish, text_only_users
-from stream.tail import Titles, follow
+from tools.process import WorkerProcess, python_cli, worker_env
+from tools.replay import Planned, dataset_events, publish, text_only_users
+from tools.tail import Titles, follow
 
 log = logging.getLogger(__name__)
 

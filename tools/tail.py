@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from inference.bundle.pointer import resolve_bundle
 from recstream.errors import BundleError
 from recstream.schemas import Recommendation
 from recstream.settings import Settings
-from stream.model import resolve_bundle
 
 log = logging.getLogger(__name__)
 

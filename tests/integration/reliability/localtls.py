@@ -11,18 +11,10 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from recstream.errors import ConfigError, KafkaError
-
-
-@dataclass(frozen=True)
-class TlsMaterial:
-    keystore: Path  # PKCS12: broker key + chain
-    truststore: Path  # PKCS12: the CA
-    store_password: str  # for both stores; lives in server.properties only
-    ca_pem: Path  # the CA certificate for clients
+from recstream.localkafka import TlsMaterial
 
 
 def _keytool(*args: str) -> None:

@@ -1,0 +1,149 @@
+"""``manifest.json``: the typed manifest and the format constants (docs/bundle.md).
+
+One definition for writers (training, ``inference.testing``, benches) and readers
+(the serving loader, the verifier, offline evaluation). Unknown keys are kept, so
+a newer writer stays readable. The JSON says what the writer said: a top-level
+field it did not set is not written, nor an entry's unset field that is None.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inference.errors import BundleManifestError
+
+FORMAT = 1  # the bundle format this code reads and writes
+MANIFEST = "manifest.json"  # the only file of a bundle not listed in its own ``files``
+TEXT_ENCODER = "text_encoder.onnx"
+TEXT_ENCODER_INT8 = "text_encoder.int8.onnx"
+SEQUENCE_ENCODER = "sequence_encoder.onnx"
+INDEX = "index.faiss"
+TOKENIZER = "tokenizer.json"
+ITEMS = "items.jsonl"
+ITEM_VECTORS = "item_vectors.npy"
+POPULARITY = "popularity.npy"
+FIXED_FILES = (TOKENIZER, ITEMS, ITEM_VECTORS, POPULARITY)
+STAGING_MARK = ".tmp-"  # ``<version>.tmp-XXXX``: a bundle being written, never a bundle
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class TextEncoderEntry(_Part):
+    file: str = TEXT_ENCODER
+    int8_file: str | None = None
+    max_length: int = 64
+
+
+class SequenceEncoderEntry(_Part):
+    file: str = SEQUENCE_ENCODER
+    max_length: int = 50
+
+
+class IndexEntry(_Part):
+    file: str = INDEX
+    kind: Literal["flat", "hnsw"] = "flat"
+    metric: Literal["inner_product"] = "inner_product"
+    params: dict[str, Any] = {}
+    recall_at_10_vs_exact: float | None = None  # HNSW only: measured by the writer
+
+
+class FusionEntry(_Part):
+    """Serving defaults that training chose for this bundle (None: the serving default)."""
+
+    # warm users' popularity weight, chosen on the validation cases (training/prior_tuning.py)
+    popularity_weight_warm: float | None = Field(default=None, ge=0)
+
+
+class Manifest(_Part):
+    """manifest.json. ``files`` (name → sha256) and ``format`` are filled in by the writer."""
+
+    format: int = FORMAT
+    version: str
+    created_at: str  # ISO 8601 UTC, e.g. 2026-11-23T18:00:00Z
+    dataset: str
+    dim: int
+    text_encoder: TextEncoderEntry
+    sequence_encoder: SequenceEncoderEntry
+    index: IndexEntry
+    fusion: FusionEntry = FusionEntry()
+    n_items: int | None = None
+    scale: float | None = None  # the sequence model's learned logit scale (training record)
+    config: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    files: dict[str, str] = {}
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> Manifest:
+        """Parse and check a manifest read from ``where`` (named in errors)."""
+        try:
+            manifest = cls.model_validate(json.loads(data))
+        except (ValueError, ValidationError) as exc:
+            raise BundleManifestError(f"{where} is not a valid bundle manifest: {exc}") from exc
+        if manifest.format != FORMAT:
+            raise BundleManifestError(
+                f"{where} has format {manifest.format}; this reader understands format {FORMAT}"
+            )
+        for name in manifest.required_files():
+            if name not in manifest.files:
+                raise BundleManifestError(
+                    f"{where} does not list required file {name!r} under 'files': the bundle is "
+                    "incomplete; rebuild it"
+                )
+        return manifest
+
+    def required_files(self) -> list[str]:
+        names = [self.text_encoder.file, self.sequence_encoder.file, self.index.file]
+        if self.text_encoder.int8_file:
+            names.append(self.text_encoder.int8_file)
+        return [*names, *FIXED_FILES]
+
+    @property
+    def created_ts(self) -> float:
+        """``created_at`` as epoch seconds (0.0 if it does not parse)."""
+        return created_ts(self.created_at)
+
+    def to_json(self, files: dict[str, str]) -> str:
+        """The manifest text with ``files`` and ``format`` set: what the writer seals.
+
+        NaN and infinities become null (not JSON: readers in other languages would
+        refuse the manifest); keys sorted, two-space indent, trailing newline.
+        """
+        body = {**_written(self, top=True), "format": FORMAT, "files": dict(sorted(files.items()))}
+        return json.dumps(_json_safe(body), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def created_ts(text: str) -> float:
+    """An ISO 8601 ``created_at`` as epoch seconds (0.0 if it does not parse)."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _written(model: BaseModel, *, top: bool) -> dict[str, Any]:
+    """The fields of ``model`` a writer wrote (see the module docstring), extras included."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name not in model.model_fields_set and (top or value is None):
+            continue
+        out[name] = _written(value, top=False) if isinstance(value, BaseModel) else value
+    out.update(model.model_extra or {})
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value

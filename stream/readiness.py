@@ -1,0 +1,44 @@
+"""``/readyz``: a worker is ready when it serves a model, owns input partitions, has
+caught up with the catalog and its agent has not failed (then it is stopping)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from typing import Any
+
+from stream.model import ModelHolder
+
+
+class Readiness:
+    def __init__(
+        self,
+        *,
+        holder: ModelHolder,
+        catalog_caught_up: asyncio.Event,
+        assigned: Callable[[], list[Any]],
+        inputs: Collection[str],
+    ) -> None:
+        self.holder = holder
+        self.catalog_caught_up = catalog_caught_up
+        self.assigned = assigned  # the consumer's assigned topic-partitions ([] before start)
+        self.inputs = set(inputs)
+        self.failed = False  # the recommend agent died: not ready, the worker is stopping
+
+    def state(self) -> dict[str, Any]:
+        mine = sorted({tp.partition for tp in self.assigned() if tp.topic in self.inputs})
+        state: dict[str, Any] = {
+            "model_version": self.holder.version,
+            "model_loaded": self.holder.current is not None,
+            "partitions_assigned": len(mine),
+            "input_partitions": mine,
+            "catalog_caught_up": self.catalog_caught_up.is_set(),
+        }
+        state["agent_failed"] = self.failed
+        state["ready"] = bool(
+            state["model_loaded"]
+            and state["partitions_assigned"]
+            and state["catalog_caught_up"]
+            and not self.failed
+        )
+        return state

@@ -1,0 +1,6 @@
+"""Tools around the streaming worker: the demo, replay, tail and worker process control.
+
+Not part of the worker: ``stream/`` never imports this package. Its dependency on
+``training`` (datasets for replay, training a bundle for the demo) is allowed here
+and nowhere else on the serving side (tests/unit/test_import_graph.py).
+"""
