@@ -14,6 +14,11 @@ catalog with the user's earlier items masked. Output ``<model>.test_scores.npy``
 ((B, N) float32 in catalog-row space, -inf for items RecBole never saw, NOT
 masked: the bench masks and scores with training/metrics.py) and ``<model>.json``.
 
+With ``--ranks-only`` the test cases are not saved as scores but as each target's
+0-based pessimistic rank with the case's history masked (``<model>.test_ranks.npy``;
+the catalog size for a target RecBole cannot score): a replayed stream has far
+more cases than a (B, N) matrix should hold (ml-1m: 300k x 3.6k floats).
+
 After every epoch the run state (model, optimizer, best state, epoch log) goes to
 ``<model>.ckpt.pt``; ``--resume`` continues from it, so a peer that needs hours to
 converge (GRU4Rec on ml-1m: ~11 min an epoch on 2 cores) can be trained across
@@ -55,6 +60,9 @@ def main() -> int:
     ap.add_argument("--train-batch-size", type=int, default=256)
     ap.add_argument("--resume", action="store_true", help="continue from <model>.ckpt.pt")
     ap.add_argument("--max-len", type=int, default=50, help="MAX_ITEM_LIST_LENGTH")
+    ap.add_argument(
+        "--ranks-only", action="store_true", help="save masked test ranks, not test scores"
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -101,18 +109,35 @@ def main() -> int:
     npz = np.load(args.work / "cases.npz")
     valid_hist = _histories(npz, "valid")
 
-    def score(loader) -> np.ndarray:
+    def masked_ranks(s: np.ndarray, hist: list[np.ndarray], targets: np.ndarray) -> np.ndarray:
+        for i, h in enumerate(hist):
+            s[i, h] = -np.inf
+        t = s[np.arange(len(s)), targets][:, None]
+        rank = (s > t).sum(1) + (s == t).sum(1) - 1
+        rank[np.isneginf(t[:, 0])] = s.shape[1]
+        return rank
+
+    def score(loader, ranks_of: list[np.ndarray] | None = None) -> np.ndarray:
+        """(B, N) scores of the loader's cases, or with ``ranks_of`` (their histories) the
+        (B,) masked target ranks, batch by batch."""
         model.eval()
         out = []
+        done = 0
         with torch.no_grad():
             for batch in loader:
                 inter = batch[0].to(config["device"])
                 s = model.full_sort_predict(inter).view(len(inter), -1).cpu().numpy()
                 full = np.full((len(inter), args.n_items), -np.inf, dtype=np.float32)
                 full[:, rows] = s[:, internal]
-                out.append(full)
                 # file order is case order: check it through the targets
-                out_targets.append(np.array([int(tokens[i]) for i in inter["item_id"].tolist()]))
+                targets = np.array([int(tokens[i]) for i in inter["item_id"].tolist()])
+                out_targets.append(targets)
+                if ranks_of is None:
+                    out.append(full)
+                else:
+                    hist = ranks_of[done : done + len(targets)]
+                    out.append(masked_ranks(full, hist, targets))
+                done += len(targets)
         return np.concatenate(out)
 
     def valid_ndcg10() -> float:
@@ -121,11 +146,7 @@ def main() -> int:
         targets = np.concatenate(out_targets)
         if not np.array_equal(targets, npz["valid_targets"]):
             raise SystemExit("RecBole reordered the validation cases: refusing to score")
-        for i, h in enumerate(valid_hist):
-            s[i, h] = -np.inf
-        t = s[np.arange(len(s)), targets][:, None]
-        rank = (s > t).sum(1) + (s == t).sum(1) - 1
-        rank[np.isneginf(t[:, 0])] = s.shape[1]
+        rank = masked_ranks(s, valid_hist, targets)
         return float(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0).mean())
 
     out_targets: list[np.ndarray] = []
@@ -184,10 +205,11 @@ def main() -> int:
     assert best_state is not None
     model.load_state_dict(best_state)
     out_targets.clear()
-    test_scores = score(test_data)
+    test_out = score(test_data, _histories(npz, "test") if args.ranks_only else None)
     if not np.array_equal(np.concatenate(out_targets), npz["test_targets"]):
         raise SystemExit("RecBole reordered the test cases: refusing to score")
-    np.save(args.work / f"{args.model}.test_scores.npy", test_scores)
+    kind = "test_ranks" if args.ranks_only else "test_scores"
+    np.save(args.work / f"{args.model}.{kind}.npy", test_out)
     (args.work / f"{args.model}.json").write_text(
         json.dumps(
             {

@@ -309,6 +309,16 @@ class ItemIndex:
             st.pop_order = None
         return hit
 
+    def scale_popularity(self, factor: float) -> None:
+        """Multiply every item's popularity by ``factor`` > 0 (order unchanged)."""
+        if not factor > 0:
+            raise ValueError(f"factor must be > 0, got {factor}")
+        with self._lock:
+            st = self._state
+            st.pop[: st.n] *= np.float32(factor)
+            if self._journal is not None:
+                self._journal.ops.append(("scale", "", None, float(factor)))
+
     def rebuild(self) -> None:
         """Compact a tombstoned index: build aside from a snapshot, replay mutations, swap.
 
@@ -328,8 +338,10 @@ class ItemIndex:
             index = self._build(vecs)
             new = _State(index, list(ids), vecs, pops, tombstone=True)
             with self._lock:
-                for _op, iid, vec, pop in self._journal.ops:
-                    if vec is not None:  # upsert
+                for op, iid, vec, pop in self._journal.ops:
+                    if op == "scale":
+                        new.pop[: new.n] *= np.float32(pop)
+                    elif vec is not None:  # upsert
                         new.upsert(iid, vec, pop)
                     else:
                         new.delete(iid)

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.bundle import Bundle, load_bundle
-from inference.bundle.manifest import TOKENIZER
+from inference.bundle.manifest import TOKENIZER, Manifest
 from inference.encoders import SequenceEncoder, TextEncoder
 from inference.errors import InferenceError
 from inference.fusion import Calibration, fuse, fusion_weights
@@ -29,6 +31,9 @@ from inference.index import ItemIndex, load_index
 from inference.providers import faiss_device, onnx_plan
 from inference.settings import InferenceSettings
 from inference.types import Request, Result, ScoredItem, Source
+
+if TYPE_CHECKING:
+    from inference.online import LearnedItem, PopularityScale
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,17 @@ class OnnxRecommender:
         self.sequence_encoder = sequence_encoder
         self.index = index
         self._titles = {it.item_id: it.title for it in bundle.items}
+        # Online learning (inference.online): an item is served from a base (vector,
+        # popularity, trained) plus what the stream taught it. The base of an item
+        # published through item-updates is its text vector (popularity 0, untrained); a
+        # bundle item's is what it was loaded with, captured before it first learns.
+        self._base: dict[str, tuple[np.ndarray, float, bool]] = {}
+        self._untrained = frozenset(
+            it.item_id for it, p in zip(bundle.items, bundle.popularity, strict=True) if p <= 0
+        )
+        # the bundle prior's scale (manifest ``popularity``); None: popularity stays static
+        self.popularity_scale = _popularity_scale(bundle.manifest)
+        self._pop_unit = 1.0  # index popularity = served popularity / this
         self._calibration = self._calibrate()
         self._closed = False
         bundle.files.verify_rest()  # files not served (the other text encoder): checked alike
@@ -143,10 +159,82 @@ class OnnxRecommender:
         vec = self.text_encoder.encode([item_text(title, text)])[0]
         self.index.upsert(item_id, vec)
         self._titles[item_id] = title
+        row = self.index.row(item_id)
+        pop = 0.0 if row is None else float(self.index.popularity[row]) * self._pop_unit
+        self._base[item_id] = (vec, pop, False)  # its text is all it is trained on
 
     def delete_item(self, item_id: str) -> None:
         self.index.delete(item_id)
         self._titles.pop(item_id, None)
+        self._base.pop(item_id, None)
+
+    # -- online item learning (inference.online) ----------------------------------------
+    def item_vector(self, item_id: str) -> np.ndarray | None:
+        """(D,) the vector ``item_id`` is served with now (None: not in the index)."""
+        row = self.index.row(item_id)
+        return None if row is None else self.index.vectors[row].copy()
+
+    def base_vector(self, item_id: str) -> tuple[np.ndarray, bool] | None:
+        """(base vector, trained) of a live item, or None if it is not in the index.
+
+        The base is what learning starts from: the text vector of an item published
+        through ``item-updates`` (trained False), else the vector the bundle gave it,
+        trained when the item had training interactions (the bundle's popularity
+        prior counts exactly those, so it is > 0 for them and 0 for the rest).
+        """
+        base = self._learning_base(item_id)
+        return None if base is None else (base[0], base[2])
+
+    def _learning_base(self, item_id: str) -> tuple[np.ndarray, float, bool] | None:
+        """(vector, popularity in served units, trained) the item learns from."""
+        row = self.index.row(item_id)
+        if row is None:
+            return None
+        base = self._base.get(item_id)
+        if base is None:  # nothing learned yet: the index holds it
+            pop = float(self.index.popularity[row]) * self._pop_unit
+            base = (self.index.vectors[row].copy(), pop, item_id not in self._untrained)
+            self._base[item_id] = base
+        return base
+
+    def apply_learned(self, learned: Mapping[str, LearnedItem | None]) -> int:
+        """Serve each item as its learned state says (None: as the bundle/catalog gave it).
+
+        Its vector becomes ``normalize(base + delta)`` and, with online popularity on
+        and a bundle that records its prior's scale, its popularity the prior plus
+        its decayed stream clicks (:func:`inference.online.served_popularity`).
+        Items not in the index (deleted, not published yet) are skipped, as is a
+        delta of the wrong shape. Returns how many items were updated.
+        """
+        from inference.online import served_popularity, served_vector
+
+        s = self.settings.online
+        scale = self.popularity_scale if s.popularity else None
+        done = 0
+        pops: dict[str, float] = {}
+        for item_id, state in learned.items():
+            base = self._learning_base(item_id)
+            if base is None:
+                continue
+            delta = None if state is None else state.delta
+            if delta is not None and np.shape(delta) != (self.dim,):
+                log.warning("ignoring learned delta of shape %s for %s", np.shape(delta), item_id)
+                continue
+            pop = None
+            if scale is not None:
+                value = served_popularity(base[1], state, scale, s.popularity_half_life_s)
+                pop = pops[item_id] = value / self._pop_unit
+            self.index.upsert(item_id, served_vector(base[0], delta), pop)
+            done += 1
+        if pops:
+            top = max(pops.values())
+            if top > _POP_RESCALE_AT:  # keep float32 popularity finite: a common factor
+                factor = 2.0 ** -math.ceil(math.log2(top))
+                self._pop_unit /= factor
+                self.index.scale_popularity(factor)
+            if self._calibration is not None:  # the popularity scale moved (O(N))
+                self._calibration = self._calibration.with_popularity(self.index.popularity)
+        return done
 
     def set_popularity(self, scores: dict[str, float]) -> int:
         """Replace the popularity prior (values in [0, 1]) of the given items; returns hits."""
@@ -248,7 +336,16 @@ class OnnxRecommender:
                 for f in fused
                 if (iid := idx.item_id(f.row)) is not None  # deleted while we ran
             ]
-            results.append(Result(req.user_id, items, self.model_version, qvecs.get(i), {}))
+            results.append(
+                Result(
+                    req.user_id,
+                    items,
+                    self.model_version,
+                    qvecs.get(i),
+                    {},
+                    user_vector=uvecs.get(i),
+                )
+            )
         t["fuse"] = time.perf_counter() - t3
         for res in results:
             res.timings.update(t)
@@ -331,6 +428,18 @@ class OnnxRecommender:
 
     def __repr__(self) -> str:
         return f"OnnxRecommender(version={self.model_version!r}, items={self.n_items})"
+
+
+_POP_RESCALE_AT = 1e30  # float32 holds up to ~3e38
+
+
+def _popularity_scale(manifest: Manifest) -> PopularityScale | None:
+    from inference.online import PopularityScale
+
+    entry = manifest.popularity
+    if entry is None or entry.clicks_at_max <= 0:
+        return None
+    return PopularityScale(entry.clicks_at_max, entry.as_of)
 
 
 def _first(rows: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:

@@ -91,6 +91,36 @@ class CandidateSettings(BaseModel):
     exclusion_margin: int = Field(default=30, ge=0)
 
 
+class OnlineSettings(BaseModel):
+    """Online item learning in the stream (see :mod:`inference.online`).
+
+    A click moves the clicked item's vector towards the user who chose it by
+    ``lr`` times the tangent step, its delta from the base vector projected onto
+    a ball of radius ``bound``. Items the bundle did not train (text-only
+    vectors: new items) learn with their own, larger, rate and bound.
+    Defaults chosen on the validation part of the stream (bench/stream_quality.py,
+    figures in bench/RESULTS.md), never on its test events.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    vectors: bool = True  # clicks move item vectors (off: only the popularity below learns)
+    lr_new: float = Field(default=0.05, ge=0)  # items served with a text-only vector
+    bound_new: float = Field(default=0.25, ge=0)
+    lr_trained: float = Field(default=0.005, ge=0)  # items whose vector the bundle trained
+    bound_trained: float = Field(default=0.05, ge=0)
+    # steps are taken from the user's vector less a running mean of the users a worker
+    # served (inference.online.UserCentre): exact over the first centre_window, then
+    # exponential; no step before centre_warmup users (an uncentred step makes a hub)
+    centre_window: int = Field(default=1000, ge=1)
+    centre_warmup: int = Field(default=100, ge=0)
+    # the served popularity prior follows the stream's clicks (the bundle's prior, decayed,
+    # plus each click since, decayed with this half-life in event time)
+    popularity: bool = True
+    popularity_half_life_s: float = Field(default=7 * 86400.0, gt=0)
+
+
 class InferenceSettings(BaseSettings):
     """Settings of the serving core."""
 
@@ -113,6 +143,7 @@ class InferenceSettings(BaseSettings):
     )  # tombstones / rows that asks a rebuild
     fusion: FusionSettings = FusionSettings()
     candidates: CandidateSettings = CandidateSettings()
+    online: OnlineSettings = OnlineSettings()
 
     @classmethod
     def defaults(cls) -> InferenceSettings:

@@ -54,6 +54,9 @@ class Result:
     model_version: str
     query_vector: np.ndarray | None = None  # (D,) the query vector used, to cache
     timings: dict[str, float] = field(default_factory=dict)  # stage → seconds
+    # (D,) the user's sequence vector that ranked these items (None: no known history);
+    # what a click on one of them teaches that item (inference.online)
+    user_vector: np.ndarray | None = None
 
 
 class Recommender(Protocol):

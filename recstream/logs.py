@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -11,7 +12,8 @@ def configure_logging(level: str | int = "INFO", *, rich: bool = True) -> None:
     """Configure the root logger once for a process (CLI entry points call this)."""
     handler: logging.Handler
     if rich:
-        handler = RichHandler(rich_tracebacks=True, show_path=False)
+        # stderr: stdout is for what a command prints (``--json`` documents, tables)
+        handler = RichHandler(console=Console(stderr=True), rich_tracebacks=True, show_path=False)
         fmt = "%(name)s: %(message)s"
     else:
         handler = logging.StreamHandler()

@@ -237,7 +237,12 @@ class BatchProcessor:
     def _update_state(
         self, event: UserEvent | SearchText, version: str, msg: InMessage | None = None
     ) -> Request:
-        """Apply ``event`` to the user's state and return the request that answers it.
+        """Apply ``event`` to the user's state and return the request that answers it."""
+        self.apply(event, msg)
+        return self.request_for(event.user_id, event.ts, version)
+
+    def apply(self, event: UserEvent | SearchText, msg: InMessage | None = None) -> bool:
+        """Apply ``event`` to its user's state; False if it was a replay (nothing changed).
 
         A sequence remembers the input (partition, offset) it last applied. An
         event at or before it is a replay after a crash (its state change reached
@@ -245,31 +250,35 @@ class BatchProcessor:
         but not appended again, so the table equals one built from the log.
         """
         s = self.settings
-        stored = self.sequences.get(event.user_id)
-        items, stamps = _columns(stored)
-        if isinstance(event, UserEvent) and _replayed(stored, msg):
-            pass
-        elif isinstance(event, UserEvent):
-            items = [*items[-(s.exclude_window - 1) :], event.item_id]
-            stamps = [*stamps[-(s.exclude_window - 1) :], round(event.ts * 1000)]
-            value: dict[str, Any] = {"items": items, "ts_ms": stamps}
-            if msg is not None:
-                value["applied"] = [msg.partition, msg.offset]
-            self.sequences[event.user_id] = value
-            if self.on_click is not None:
-                self.on_click(event.item_id)
-        else:
+        if isinstance(event, SearchText):
             self.interests[event.user_id] = {"text": event.text, "ts": event.ts}
-        history = tuple(items[-s.sequence_length :])
-        exclude = frozenset(items)
-        query, age, vector = self._query_for(event.user_id, event.ts, version)
+            return True
+        stored = self.sequences.get(event.user_id)
+        if _replayed(stored, msg):
+            return False
+        items, stamps = _columns(stored)
+        items = [*items[-(s.exclude_window - 1) :], event.item_id]
+        stamps = [*stamps[-(s.exclude_window - 1) :], round(event.ts * 1000)]
+        value: dict[str, Any] = {"items": items, "ts_ms": stamps}
+        if msg is not None:
+            value["applied"] = [msg.partition, msg.offset]
+        self.sequences[event.user_id] = value
+        if self.on_click is not None:
+            self.on_click(event.item_id)
+        return True
+
+    def request_for(self, user_id: str, now_ts: float, version: str) -> Request:
+        """The request that recommends for ``user_id`` from its state now (nothing changes)."""
+        s = self.settings
+        items, _ = _columns(self.sequences.get(user_id))
+        query, age, vector = self._query_for(user_id, now_ts, version)
         return Request(
-            user_id=event.user_id,
-            history=history,
+            user_id=user_id,
+            history=tuple(items[-s.sequence_length :]),
             query=query,
             query_age_s=age,
             query_vector=vector,
-            exclude=exclude,
+            exclude=frozenset(items),
             k=s.top_k,
         )
 

@@ -1,4 +1,5 @@
-"""Tools around the streaming worker: the demo, replay, tail and worker process control.
+"""Tools around the streaming worker: the demo, replay, tail, worker process control and
+the prequential evaluation of a bundle on its stream.
 
 Not part of the worker: ``stream/`` never imports this package. Its dependency on
 ``training`` (datasets for replay, training a bundle for the demo) is allowed here

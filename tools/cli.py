@@ -1,4 +1,5 @@
-"""``recstream replay|tail|demo``: feed, watch and demonstrate the streaming recommender.
+"""``recstream replay|tail|demo|evaluate``: feed, watch, demonstrate and evaluate the
+streaming recommender.
 
 Heavy imports (aiokafka, rich, training) happen inside the commands so
 ``recstream --help`` stays fast.
@@ -6,6 +7,8 @@ Heavy imports (aiokafka, rich, training) happen inside the commands so
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +19,70 @@ def register(app: typer.Typer) -> None:
     app.command()(replay)
     app.command()(tail)
     app.command()(demo)
+    app.command()(evaluate)
+
+
+class Protocol(StrEnum):
+    loo = "loo"
+    stream = "stream"
+
+
+def evaluate(
+    bundle: Annotated[Path, typer.Option(help="A bundle directory (contains manifest.json).")],
+    dataset: Annotated[
+        str, typer.Option(help="The dataset the bundle was trained on.")
+    ] = "ml-100k",
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            help="loo: the held-out test cases, full ranking, through the ONNX files, plus "
+            "text-only users (fp32 and int8). stream: a --split temporal bundle replays every "
+            "interaction after its T in time order through the worker's code, ranking each "
+            "event from the state before it, then applying it (prequential)."
+        ),
+    ] = Protocol.loo,
+    online: Annotated[
+        bool,
+        typer.Option(
+            help="--protocol stream: clicks teach items as they do in the worker (settings "
+            "RECSTREAM_INFERENCE_ONLINE__*); --no-online: the static bundle, only users' "
+            "sequences move."
+        ),
+    ] = True,
+    queries: Annotated[
+        int, typer.Option(help="--protocol loo: synthetic text queries to score.")
+    ] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a bundle as serving runs it (see --protocol)."""
+    from inference.settings import InferenceSettings
+    from recstream.errors import RecstreamError
+    from training.data import load_dataset
+
+    try:
+        ds = load_dataset(dataset)
+        if protocol is Protocol.stream:
+            from tools.stream_eval import evaluate_stream, print_stream_table
+
+            run = evaluate_stream(
+                bundle, ds, online=online, settings=InferenceSettings(), progress=not as_json
+            )
+            if as_json:
+                typer.echo(json.dumps(run.result, indent=2))
+            else:
+                print_stream_table(run.result)
+            return
+        from training.evaluate_bundle import evaluate_bundle
+        from training.models_cli import SHOWN_METRICS, print_metrics_table
+
+        result = evaluate_bundle(bundle, ds, n_queries=queries, progress=not as_json)
+    except RecstreamError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    print_metrics_table(f"bundle {result['bundle']} on {result['dataset']}", result, SHOWN_METRICS)
 
 
 def replay(

@@ -35,6 +35,29 @@ def training_mask(interactions: Interactions, min_len: int = 3) -> np.ndarray:
     return keep
 
 
+def popularity_scale(
+    interactions: Interactions,
+    *,
+    keep: np.ndarray | None = None,
+    half_life_days: float = 30.0,
+) -> dict[str, float]:
+    """What :func:`popularity_prior` divided by, so a stream can keep counting in the same
+    units (manifest ``popularity``): the most popular item's decayed clicks, and the
+    event time they are decayed to."""
+    item, ts = interactions.item, interactions.ts
+    if keep is not None:
+        item, ts = item[keep], ts[keep]
+    if len(item) == 0:
+        return {"clicks_at_max": 0.0, "as_of": 0.0, "half_life_days": half_life_days}
+    weight = 0.5 ** ((ts.max() - ts) / (half_life_days * 86400.0))
+    counts = np.bincount(item, weights=weight)
+    return {
+        "clicks_at_max": float(counts.max()),
+        "as_of": float(ts.max()),
+        "half_life_days": half_life_days,
+    }
+
+
 def popularity_prior(
     interactions: Interactions,
     n_items: int,

@@ -1,5 +1,5 @@
 """Commands of the training package: ``data`` (training/data/cli.py) and, once it
-exists, ``train``/``evaluate`` (training/models_cli.py). Two modules so the two
+exists, ``train`` (training/models_cli.py; ``evaluate`` is tools/cli.py's). Two modules so the two
 halves can change without touching each other."""
 
 from __future__ import annotations

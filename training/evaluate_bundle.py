@@ -44,15 +44,20 @@ def evaluate_bundle(
     """Sequence metrics (all / warm / cold targets) and text-query metrics (fp32 and int8).
 
     The split is rebuilt from the manifest's config (kind, cold share, seed), so a
-    bundle is scored on exactly the cases it was held out from.
+    bundle is scored on exactly the cases it was held out from; a temporal-split
+    bundle on the leave-one-out cases inside what it was trained on (the data before
+    its T: `recstream evaluate --protocol stream` replays what came after).
     """
     from training.offline_eval import query_metrics, sequence_metrics_from
     from training.onnx_export import onnx_text_vectors, session
-    from training.split import cold_item_split, leave_one_out
+    from training.split import cold_item_split, known_before, leave_one_out, split_time
     from training.tokenization import load_tokenizer
 
     files = open_bundle(Path(bundle))
     manifest = files.manifest
+    cfg = manifest.config
+    if cfg.get("split") == "temporal":
+        dataset = known_before(dataset, split_time(dataset.interactions, cfg["split_at"]))
     item_ids = [it.item_id for it in parse_items(files.read(ITEMS))]
     if item_ids != dataset.catalog.item_ids:
         raise BundleError(
@@ -69,7 +74,6 @@ def evaluate_bundle(
         if name
     }
     files.verify_rest()  # the files serving reads that evaluation does not: refused alike
-    cfg = manifest.config
     if cfg.get("split") == "cold":
         split = cold_item_split(dataset, frac=cfg.get("cold_frac", 0.1), seed=cfg.get("seed", 0))
     else:

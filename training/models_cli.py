@@ -1,4 +1,4 @@
-"""``recstream train`` and ``recstream evaluate`` (registered by training/cli.py).
+"""``recstream train`` (registered by training/cli.py); ``recstream evaluate`` is in tools/cli.py.
 
 Heavy imports (torch, transformers) happen inside the commands so
 ``recstream --help`` stays fast.
@@ -26,6 +26,7 @@ class TextModeOpt(StrEnum):
 class SplitOpt(StrEnum):
     loo = "loo"
     cold = "cold"
+    temporal = "temporal"
 
 
 def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -38,7 +39,7 @@ def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _print_table(title: str, metrics: dict[str, Any], keys: tuple[str, ...]) -> None:
+def print_metrics_table(title: str, metrics: dict[str, Any], keys: tuple[str, ...]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -51,7 +52,7 @@ def _print_table(title: str, metrics: dict[str, Any], keys: tuple[str, ...]) -> 
     Console().print(table)
 
 
-_SHOWN = (
+SHOWN_METRICS = (
     "ndcg@",
     "recall@",
     "mrr@10",
@@ -88,8 +89,20 @@ def train(
         int | None, typer.Option(help="Text-tower tuning steps (full/lora).")
     ] = None,
     split: Annotated[
-        SplitOpt, typer.Option(help="loo, or cold (10% of items never trained).")
+        SplitOpt,
+        typer.Option(
+            help="loo; cold (10% of items never trained); or temporal: train only on what "
+            "happened before T, the time of the --split-at quantile interaction (items and "
+            "users first seen at or after T are new; replay them with `recstream evaluate "
+            "--protocol stream`)."
+        ),
     ] = SplitOpt.loo,
+    split_at: Annotated[
+        float,
+        typer.Option(
+            help="--split temporal: the quantile of interactions, in time order, whose time is T.",
+        ),
+    ] = 0.7,
     max_minutes: Annotated[
         float | None,
         typer.Option(
@@ -129,6 +142,14 @@ def train(
         ),
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="torch intra-op threads (default 2, the machines' cores). On a machine "
+            "shared with other work, 1 can be faster: a parallel region waits for its "
+            "slowest thread, and an oversubscribed core deschedules it."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Train the text tower and sequence encoder, write a verified bundle, print metrics."""
@@ -164,8 +185,21 @@ def train(
         if ema_epochs < 0:
             raise typer.BadParameter("must be >= 0 (0 = off)", param_hint="--ema-epochs")
         seq = dataclasses.replace(seq, ema_epochs=ema_epochs or None)
+    if not 0.0 < split_at < 1.0:
+        raise typer.BadParameter("must be strictly between 0 and 1", param_hint="--split-at")
     text = dataclasses.replace(text, seed=seed)
-    cfg = dataclasses.replace(cfg, text=text, seq=seq, model=model, split=split.value, seed=seed)
+    if threads is not None and threads < 1:
+        raise typer.BadParameter("must be >= 1", param_hint="--threads")
+    cfg = dataclasses.replace(
+        cfg,
+        text=text,
+        seq=seq,
+        model=model,
+        split=split.value,
+        split_at=split_at,
+        seed=seed,
+        threads=threads or cfg.threads,
+    )
     try:
         path = train_bundle(dataset, out, cfg, progress=not as_json, cache_dir=cache_dir)
     except RecstreamError as exc:
@@ -175,40 +209,14 @@ def train(
     if as_json:
         typer.echo(json.dumps({"bundle": str(path), "metrics": manifest["metrics"]}, indent=2))
         return
-    _print_table(
+    print_metrics_table(
         f"offline metrics ({manifest['dataset']}, text tower {cfg.text.mode})",
         manifest["metrics"],
-        _SHOWN,
+        SHOWN_METRICS,
     )
     typer.echo(f"bundle: {path}")
 
 
-def evaluate(
-    bundle: Annotated[Path, typer.Option(help="A bundle directory (contains manifest.json).")],
-    dataset: Annotated[
-        str, typer.Option(help="The dataset the bundle was trained on.")
-    ] = "ml-100k",
-    queries: Annotated[int, typer.Option(help="Synthetic text queries to score.")] = 500,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-) -> None:
-    """Evaluate a bundle through its ONNX files (as serving runs it): full-ranking test metrics,
-    warm/cold targets, and text-only users with fp32 and int8 text encoders."""
-    from training.data import load_dataset
-    from training.evaluate_bundle import evaluate_bundle
-
-    try:
-        result = evaluate_bundle(
-            bundle, load_dataset(dataset), n_queries=queries, progress=not as_json
-        )
-    except RecstreamError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    _print_table(f"bundle {result['bundle']} on {result['dataset']}", result, _SHOWN)
-
-
 def register(app: typer.Typer) -> None:
+    # ``recstream evaluate`` is tools.cli's: its stream protocol drives the worker's code
     app.command()(train)
-    app.command()(evaluate)

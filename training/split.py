@@ -1,4 +1,5 @@
-"""Evaluation splits: time-ordered leave-one-out, and a seeded cold-item variant.
+"""Evaluation splits: time-ordered leave-one-out, a seeded cold-item variant, and a
+global temporal split for the prequential stream protocol.
 
 Time order is a STABLE sort on ``ts``: interactions with equal timestamps keep
 their file order (never item-id order, which leaks; see training/data/types.py).
@@ -14,14 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.data.types import Dataset, Interactions
+from training.data.types import Catalog, Dataset, Interactions, SearchLog
 
 __all__ = [
     "EvalCases",
     "Split",
     "cold_item_split",
     "cold_target_mask",
+    "known_before",
     "leave_one_out",
+    "split_time",
+    "time_order",
     "user_sequences",
 ]
 
@@ -114,3 +118,65 @@ def _cases(rows: list[tuple[int, np.ndarray, int]]) -> EvalCases:
         histories=[r[1] for r in rows],
         targets=np.asarray([r[2] for r in rows], np.int32),
     )
+
+
+def time_order(interactions: Interactions) -> np.ndarray:
+    """(E,) event indices in time order; ties keep file order (stable sort)."""
+    return np.argsort(interactions.ts, kind="stable")
+
+
+def split_time(interactions: Interactions, quantile: float) -> float:
+    """T: the timestamp of the ``quantile`` interaction in time order (0 < quantile < 1).
+
+    Events with ``ts < T`` are before the split; every event at ``T`` or later is in
+    the stream, so a run of equal timestamps is never cut in two.
+    """
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"the split quantile must be in (0, 1), got {quantile}")
+    n = len(interactions)
+    if n == 0:
+        raise ValueError("cannot split an empty interaction log")
+    order = time_order(interactions)
+    return float(interactions.ts[order[min(int(quantile * n), n - 1)]])
+
+
+def known_before(dataset: Dataset, t: float) -> Dataset:
+    """``dataset`` as it was known at time ``t``: the interactions with ``ts < t``, in file
+    order, the items they touch (catalog order kept) and the users who made them.
+
+    Item rows and user indices are renumbered densely; item and user ids are kept,
+    so the bundle's ``items.jsonl`` names exactly the items a catalog taken at ``t``
+    would hold.
+    """
+    inter = dataset.interactions
+    keep = inter.ts < t
+    if not keep.any():
+        raise ValueError(f"no interaction happened before {t}: nothing to train on")
+    items = np.unique(inter.item[keep])  # (I,) old rows, ascending = catalog order
+    users = np.unique(inter.user[keep])  # (U,)
+    item_row = np.full(len(dataset.catalog), -1, np.int64)
+    item_row[items] = np.arange(len(items))
+    user_row = np.full(inter.n_users, -1, np.int64)
+    user_row[users] = np.arange(len(users))
+    cat = dataset.catalog
+    catalog = Catalog(
+        item_ids=[cat.item_ids[i] for i in items],
+        titles=[cat.titles[i] for i in items],
+        texts=[cat.texts[i] for i in items],
+        attributes=[cat.attributes[i] for i in items],
+    )
+    interactions = Interactions(
+        user=user_row[inter.user[keep]].astype(np.int32),
+        item=item_row[inter.item[keep]].astype(np.int32),
+        ts=inter.ts[keep],
+        user_ids=[inter.user_ids[u] for u in users],
+    )
+    search = dataset.search
+    if search is not None:  # queries typed before t by users who are kept
+        q = (search.ts < t) & (user_row[search.user] >= 0)
+        search = SearchLog(
+            user=user_row[search.user[q]].astype(np.int32),
+            text=[x for x, k in zip(search.text, q, strict=True) if k],
+            ts=search.ts[q],
+        )
+    return Dataset(dataset.name, catalog, interactions, search)

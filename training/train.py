@@ -39,7 +39,9 @@ from inference.bundle.manifest import (
     FusionEntry,
     IndexEntry,
     Manifest,
+    PopularityEntry,
     SequenceEncoderEntry,
+    TemporalSplitEntry,
     TextEncoderEntry,
 )
 from inference.bundle.writer import staging
@@ -60,8 +62,11 @@ class TrainConfig:
     text: TextTuneConfig = field(default_factory=TextTuneConfig)  # full fine-tune by default
     model: SequenceModelConfig = field(default_factory=SequenceModelConfig)
     seq: SequenceTrainConfig = field(default_factory=SequenceTrainConfig)
-    split: Literal["loo", "cold"] = "loo"  # cold: a seeded share of items never reaches training
+    # cold: a seeded share of items never reaches training; temporal: only what happened
+    # before the split_at-quantile interaction's time T (training.split.known_before)
+    split: Literal["loo", "cold", "temporal"] = "loo"
     cold_frac: float = 0.1
+    split_at: float = 0.7  # temporal: the quantile of interactions (in time order) at T
     seed: int = 0
     threads: int = 2  # torch intra-op threads (the machines have 2 cores)
     exact_index_max: int = 100_000  # catalogs up to this size get an exact flat index
@@ -122,7 +127,32 @@ class Fitted:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def training_view(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, dict[str, Any]]:
+    """The data training may see, and what the manifest records about the cut.
+
+    A temporal split trains on the dataset as known at T (interactions before it,
+    the items and users they touch); the others on the whole dataset.
+    """
+    if cfg.split != "temporal":
+        return ds, {}
+    from training.split import known_before, split_time
+
+    t = split_time(ds.interactions, cfg.split_at)
+    known = known_before(ds, t)
+    info = {
+        "split_at": cfg.split_at,
+        "time": t,
+        "interactions_before": len(known.interactions),
+        "interactions_after": len(ds.interactions) - len(known.interactions),
+        "items_before": len(known.catalog),
+    }
+    log.info("temporal split at %s (quantile %g): %s", t, cfg.split_at, info)
+    return known, info
+
+
 def make_split(ds: Dataset, cfg: TrainConfig) -> Split:
+    """Evaluation cases of ``ds`` (for a temporal split, ``ds`` is already its training view:
+    leave-one-out inside the pre-T data drives early stopping and the manifest metrics)."""
     from training.split import cold_item_split, leave_one_out
 
     if cfg.split == "cold":
@@ -269,10 +299,10 @@ def train_bundle(
     :func:`fit` (the CLI passes ``RECSTREAM_CACHE_DIR``)."""
     cfg = config or TrainConfig()
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    ds = _load(dataset)
+    ds, temporal = training_view(_load(dataset), cfg)
     fitted = fit(ds, make_split(ds, cfg), cfg, progress=progress, cache_dir=cache_dir)
     metrics = offline_metrics(fitted, progress=progress)
-    popularity, prior = served_prior(fitted)
+    popularity, prior, units = served_prior(fitted)
     metrics["fusion_prior"] = prior.to_dict()
     version = _version(ds.name)
     with staging(Path(out_dir), version) as stage:
@@ -287,7 +317,11 @@ def train_bundle(
         # is noisy, cpu_s / threads approximates the wall time on dedicated cores
         timings["total_cpu_s"] = time.process_time() - cpu_start
         metrics["timings"] = timings
-        final = stage.seal(bundle_manifest(version, fitted, cfg, built, prior, metrics))
+        manifest = bundle_manifest(version, fitted, cfg, built, prior, metrics)
+        extra: dict[str, Any] = {"popularity": units}
+        if temporal:
+            extra["temporal_split"] = TemporalSplitEntry(**temporal)
+        final = stage.seal(manifest.model_copy(update=extra))
     log.info("bundle %s written in %.1fs", final, time.perf_counter() - t_start)
     return final
 
@@ -310,10 +344,11 @@ def offline_metrics(fitted: Fitted, *, progress: bool = True) -> dict[str, Any]:
     }
 
 
-def served_prior(fitted: Fitted) -> tuple[np.ndarray, PriorChoice]:
-    """The popularity prior serving adds (from training events only) and the weight a warm
-    user gets, chosen on the validation cases."""
-    from training.bundle_files import popularity_prior, training_mask
+def served_prior(fitted: Fitted) -> tuple[np.ndarray, PriorChoice, PopularityEntry]:
+    """The popularity prior serving adds (from training events only), the weight a warm
+    user gets, chosen on the validation cases, and the prior's units (what it was divided
+    by, as of when: the stream keeps counting in them, ``inference.online``)."""
+    from training.bundle_files import popularity_prior, popularity_scale, training_mask
     from training.offline_eval import history_scorer, torch_user_fn
     from training.prior_tuning import choose_warm_prior
 
@@ -329,7 +364,7 @@ def served_prior(fitted: Fitted) -> tuple[np.ndarray, PriorChoice]:
     )
     log.info("warm popularity weight %g (validation NDCG@10 by weight: %s)",
              prior.weight, prior.ndcg_by_weight)  # fmt: skip
-    return popularity, prior
+    return popularity, prior, PopularityEntry(**popularity_scale(ds.interactions, keep=keep))
 
 
 def export_encoders(fitted: Fitted, stage: Path, cfg: TrainConfig) -> dict[str, Any]:

@@ -61,6 +61,26 @@ class FusionEntry(_Part):
     popularity_weight_warm: float | None = Field(default=None, ge=0)
 
 
+class PopularityEntry(_Part):
+    """The units of ``popularity.npy``, so the stream can keep counting in them: the prior
+    is each item's clicks, each decayed by its age (half-life ``half_life_days``) at
+    ``as_of``, divided by the most popular item's, ``clicks_at_max``."""
+
+    clicks_at_max: float = Field(ge=0)
+    as_of: float  # epoch seconds: the training data's last interaction
+    half_life_days: float = Field(gt=0)
+
+
+class TemporalSplitEntry(_Part):
+    """Where a ``--split temporal`` bundle was cut: it saw only interactions before ``time``."""
+
+    split_at: float  # the quantile of interactions, in time order, whose time is T
+    time: float  # T, epoch seconds
+    interactions_before: int
+    interactions_after: int
+    items_before: int  # the catalog the bundle holds: items with an interaction before T
+
+
 class Manifest(_Part):
     """manifest.json. ``files`` (name → sha256) and ``format`` are filled in by the writer."""
 
@@ -75,6 +95,8 @@ class Manifest(_Part):
     fusion: FusionEntry = FusionEntry()
     n_items: int | None = None
     scale: float | None = None  # the sequence model's learned logit scale (training record)
+    popularity: PopularityEntry | None = None  # absent in bundles written before it
+    temporal_split: TemporalSplitEntry | None = None  # only for --split temporal
     config: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     files: dict[str, str] = {}

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from training.data.types import Catalog, Dataset, Interactions
-from training.split import cold_item_split, cold_target_mask, leave_one_out, user_sequences
+from training.split import (
+    cold_item_split,
+    cold_target_mask,
+    known_before,
+    leave_one_out,
+    split_time,
+    user_sequences,
+)
 
 
 def _interactions(users: list[int], items: list[int], ts: list[float]) -> Interactions:
@@ -93,3 +100,42 @@ def test_cold_split_removes_cold_items_from_training_and_is_seeded() -> None:
     assert mask.dtype == bool and mask.sum() == np.isin(plain.test.targets, a.cold_items).sum()
     with pytest.raises(ValueError):
         cold_item_split(ds, frac=0.0)
+
+
+def test_temporal_split_time_never_cuts_a_run_of_equal_timestamps() -> None:
+    # 10 events; the 0.5-quantile event (index 5 in time order) shares ts 30 with two others
+    ts = [10, 20, 30, 30, 30, 30, 40, 50, 60, 70]
+    inter = _interactions([0] * 10, list(range(10)), ts)
+    t = split_time(inter, 0.5)
+    assert t == 30.0
+    before = inter.ts < t
+    assert before.sum() == 2  # every event at 30 goes to the stream, none to training
+    with pytest.raises(ValueError):
+        split_time(inter, 1.0)
+
+
+def test_known_before_keeps_only_the_past_and_renumbers_densely() -> None:
+    ds = _random_dataset(seed=3)
+    inter = ds.interactions
+    t = split_time(inter, 0.6)
+    known = known_before(ds, t)
+    k = known.interactions
+    assert len(k) == int((inter.ts < t).sum())
+    assert (k.ts < t).all()
+    # the same interactions, in file order, by external ids
+    past = inter.ts < t
+    expect = [
+        (inter.user_ids[u], ds.catalog.item_ids[i])
+        for u, i in zip(inter.user[past], inter.item[past], strict=True)
+    ]
+    got = [(k.user_ids[u], known.catalog.item_ids[i]) for u, i in zip(k.user, k.item, strict=True)]
+    assert got == expect
+    # only items and users seen before t, catalog order kept, every row used
+    assert set(known.catalog.item_ids) == {ds.catalog.item_ids[i] for i in inter.item[past]}
+    rows = [ds.catalog.rows[i] for i in known.catalog.item_ids]
+    assert rows == sorted(rows)
+    assert set(np.unique(k.item)) == set(range(len(known.catalog)))
+    assert set(np.unique(k.user)) == set(range(k.n_users))
+    # leave-one-out inside the past: no target at or after t can exist
+    split = leave_one_out(k)
+    assert len(split.test) > 0
