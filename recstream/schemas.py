@@ -123,6 +123,9 @@ class Recommendation(BaseModel):
     trigger: Literal["event", "query", "item"]
     items: list[RecItem]
     model_version: str
+    # Which bucket's bundle answered (stream/buckets.py): "control" (the CURRENT
+    # pointer) or "canary" (CANDIDATE). Optional: absent from older workers' records.
+    bucket: Literal["control", "canary"] | None = None
     event_ts: float
     emitted_ts: float
 

@@ -21,8 +21,11 @@ out at once rather than at commit time. Exactly-once (Kafka transactions) is
 not used: faust-streaming has open duplicate/crash reports for it.
 
 ``item-updates`` are followed by every worker outside the consumer group
-(``stream.catalog``); hot reload is in ``stream.model``; HTTP endpoints in
-``stream.web`` (over ``stream.readiness``, ``stream.trending``, ``stream.latest``).
+(``stream.catalog``); hot reload is in ``stream.model``, the control and canary
+bundles in ``stream.rollout`` (who gets which: ``stream.buckets``); every answered
+click is judged against the user's earlier list (``stream.feedback``); HTTP
+endpoints in ``stream.web`` (over ``stream.readiness``, ``stream.trending``,
+``stream.latest``).
 """
 
 from __future__ import annotations
@@ -45,16 +48,19 @@ from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.acks import AckPipeline
 from stream.batching import take_ready
+from stream.buckets import Buckets
 from stream.catalog import CatalogFollower
 from stream.consumer import AtLeastOnceConsumer
 from stream.consumer import install as install_consumer
+from stream.feedback import LiveFeedback, Shown
 from stream.latest import LatestRecommendations
 from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
-from stream.model import Loader, ModelHolder
+from stream.model import Loader
 from stream.overlay import ItemOverlay
 from stream.processing import BatchProcessor, dlq_record
 from stream.readiness import Readiness
+from stream.rollout import Rollout
 from stream.settings import WorkerSettings
 from stream.state import ChangelogBatch, TableView
 from stream.trending import Trending
@@ -82,10 +88,21 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.overlay = ItemOverlay()
         source = worker_settings.bundle or settings.bundles
-        self.holder = ModelHolder(
-            Path(source), loader=loader, metrics=self.metrics, overlay=self.overlay
+        self.rollout = Rollout(
+            Path(source),
+            loader=loader,
+            metrics=self.metrics,
+            overlay=self.overlay,
+            buckets=Buckets(worker_settings.bucket_salt, worker_settings.canary_share),
         )
         self.latest = LatestRecommendations()
+        self.feedback = LiveFeedback(
+            self.metrics,
+            k=worker_settings.feedback_k,
+            per_user=worker_settings.feedback_lists_per_user,
+            max_users=worker_settings.feedback_max_users,
+            enabled=worker_settings.feedback,
+        )
         self._e2e_children: dict[str, Any] = {}
         topics = settings.topics
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
@@ -104,7 +121,8 @@ class Worker:
         self.processor = BatchProcessor(
             settings=worker_settings,
             topics=topics,
-            model=lambda: self.holder.current,
+            model=lambda: self.rollout.control.current,
+            canary=self.rollout.canary_for_batch,
             sequences=self.sequences,
             interests=self.interests,
             metrics=self.metrics,
@@ -115,7 +133,7 @@ class Worker:
         self.catalog = CatalogFollower(
             bootstrap=settings.bootstrap,
             topic=topics.item_updates,
-            holder=self.holder,
+            holders=self.rollout.holders,
             overlay=self.overlay,
             dead_letter=self._dead_letter_one,
             on_applied=self._update_index_gauge,
@@ -123,7 +141,7 @@ class Worker:
         )
         self.inputs = {topics.user_events, topics.search_text}
         self.readiness = Readiness(
-            holder=self.holder,
+            rollout=self.rollout,
             catalog_caught_up=self.catalog.caught_up,
             assigned=self.assigned,
             inputs=self.inputs,
@@ -152,9 +170,13 @@ class Worker:
             out = self.processor.process(msgs)
         finally:
             self.changelog.leave()
-        for answer in out.recommendations:
+        feedback = self.feedback
+        for answer in out.recommendations:  # in the order the events were answered
             self._e2e(answer.trigger).observe(max(0.0, answer.emitted_ts - answer.event_ts))
             self.latest.remember(answer.user_id, answer.value)
+            if feedback.enabled:
+                shown = Shown(answer.emitted_ts, answer.items, answer.model_version, answer.bucket)
+                feedback.observe(answer.user_id, answer.clicked, answer.event_ts, shown)
         # Recommendations first: the producer sends in this order, and the batch's
         # dead letters can be large (up to max_message_bytes of raw each).
         recs_topic = self.settings.topics.recommendations
@@ -195,8 +217,9 @@ class Worker:
         return child
 
     def _update_index_gauge(self) -> None:
-        if self.holder.current is not None:
-            self.metrics.index_items.set(self.holder.current.n_items)
+        current = self.rollout.control.current
+        if current is not None:
+            self.metrics.index_items.set(current.n_items)
 
     # -- partitions -----------------------------------------------------------
     def assigned(self) -> list[Any]:
@@ -317,7 +340,7 @@ def create_app(
 
     @app.agent(inputs, name="recommend", concurrency=1)
     async def recommend(stream: faust.StreamT[bytes]) -> None:
-        await worker.holder.loaded.wait()
+        await worker.rollout.control.loaded.wait()
         acks = AckPipeline(stream, depth=ws.max_inflight_batches)
         batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
         try:
@@ -336,11 +359,11 @@ def create_app(
 
     @app.task
     async def load_model() -> None:
-        await worker.holder.maybe_reload()
+        await worker.rollout.maybe_reload()
 
     @app.timer(ws.reload_interval_s)
     async def reload_model() -> None:
-        await worker.holder.maybe_reload()
+        await worker.rollout.maybe_reload()
 
     @app.task
     async def follow_catalog() -> None:
@@ -363,11 +386,14 @@ def create_app(
     async def maintain_index() -> None:
         # Compacts a tombstoned HNSW index when the serving core asks for it; runs
         # on the loop thread between batches (the index is not shared across threads).
-        current = worker.holder.current
-        if current is not None:
-            t0 = time.perf_counter()
-            if current.maintain():
-                log.info("index compacted in %.2f s", time.perf_counter() - t0)
+        for holder in worker.rollout.holders:
+            current = holder.current
+            if current is not None:
+                t0 = time.perf_counter()
+                if current.maintain():
+                    log.info(
+                        "%s index compacted in %.2f s", holder.bucket, time.perf_counter() - t0
+                    )
 
     register_views(
         app,

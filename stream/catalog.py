@@ -11,7 +11,8 @@ nothing: a restarted worker replays the topic, which is idempotent (the last
 upsert/delete per item wins), and ``item-updates`` is meant to be compacted by
 ``item_id``.
 
-Applied changes are kept in an :class:`~stream.overlay.ItemOverlay` so that a
+Each change is applied to every model the worker serves (the control's and the
+canary's) and kept in an :class:`~stream.overlay.ItemOverlay` so that a
 hot-reloaded bundle gets them too (the rules for applying one are there).
 Invalid messages are dead-lettered by every worker that reads them (each
 worker sees them); DLQ consumers can dedupe by topic/partition/offset.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from recstream.errors import SchemaError
@@ -44,7 +45,7 @@ class CatalogFollower:
         *,
         bootstrap: str,
         topic: str,
-        holder: ModelHolder,
+        holders: Sequence[ModelHolder],
         overlay: ItemOverlay,
         dead_letter: DeadLetter,
         on_applied: Callable[[], None] = lambda: None,
@@ -52,7 +53,7 @@ class CatalogFollower:
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self.holder = holder
+        self.holders = holders
         self.overlay = overlay
         self.dead_letter = dead_letter
         self.on_applied = on_applied
@@ -116,13 +117,17 @@ class CatalogFollower:
             await self.dead_letter(msg, exc.reason, str(exc))
             return
         self.overlay.record(update)
-        current = self.holder.current
-        if current is None:
-            return  # replayed onto the model when it loads
-        try:
-            apply_update(current, update, self.holder.created_ts)
-        except Exception as exc:
-            log.exception("item update %s failed", update.item_id)
-            await self.dead_letter(msg, "processing", f"{type(exc).__name__}: {exc}")
-            return
-        self.on_applied()
+        applied = False
+        for holder in self.holders:
+            current = holder.current
+            if current is None:
+                continue  # replayed onto the model when it loads
+            try:
+                apply_update(current, update, holder.created_ts)
+            except Exception as exc:
+                log.exception("item update %s failed (%s)", update.item_id, holder.bucket)
+                await self.dead_letter(msg, "processing", f"{type(exc).__name__}: {exc}")
+                return
+            applied = True
+        if applied:
+            self.on_applied()

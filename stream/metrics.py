@@ -38,8 +38,19 @@ LATENCY_BUCKETS = (
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("decode", "encode_text", "encode_sequence", "search", "fuse", "produce")
+# Live feedback (stream.feedback): the rank of a hit, and the age of the judged list.
+RANK_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50, 100)
+AGE_BUCKETS = (0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0)
+FEEDBACK_OUTCOMES = ("hit", "miss", "no_recommendation")
 
-__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "STAGES", "WorkerMetrics"]
+__all__ = [
+    "AGE_BUCKETS",
+    "CONTENT_TYPE_LATEST",
+    "LATENCY_BUCKETS",
+    "RANK_BUCKETS",
+    "STAGES",
+    "WorkerMetrics",
+]
 
 
 class WorkerMetrics:
@@ -83,7 +94,16 @@ class WorkerMetrics:
             registry=r,
         )
         self.model_info = Gauge(
-            "recstream_model_info", "The loaded bundle (value 1).", ["version"], registry=r
+            "recstream_model_info",
+            "The bundle serving each bucket (value 1).",
+            ["version", "bucket"],
+            registry=r,
+        )
+        self.model_memory = Gauge(
+            "recstream_model_memory_bytes",
+            "Resident memory the serving bundle of each bucket added when it loaded.",
+            ["bucket"],
+            registry=r,
         )
         self.model_loaded = Gauge(
             "recstream_model_loaded", "1 when a bundle is loaded and serving.", registry=r
@@ -101,7 +121,37 @@ class WorkerMetrics:
             registry=r,
         )
 
+        feedback = ["model_version", "bucket"]
+        self.feedback = Counter(
+            "recstream_online_feedback",
+            "Clicks judged against the user's latest earlier recommendation.",
+            [*feedback, "outcome"],
+            registry=r,
+        )
+        self.feedback_rank = Histogram(
+            "recstream_online_feedback_rank",
+            "Rank (1 = first) of the clicked item in the judged list, for hits.",
+            feedback,
+            buckets=RANK_BUCKETS,
+            registry=r,
+        )
+        self.feedback_rr = Counter(
+            "recstream_online_feedback_reciprocal_rank",
+            "Sum of 1/rank over hits (MRR = this / hits and misses).",
+            feedback,
+            registry=r,
+        )
+        self.feedback_age = Histogram(
+            "recstream_online_feedback_age_seconds",
+            "Click ts minus the judged list's emitted_ts (hits and misses).",
+            feedback,
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._versions: dict[str, str] = {}  # bucket -> version in model_info
+        self._memory: set[str] = set()  # buckets with a model_memory series
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, cached: labels() costs ~5 µs, paid per batch and output."""
@@ -111,14 +161,36 @@ class WorkerMetrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
-    def set_model(self, version: str | None) -> None:
-        """Record which bundle serves now (None = nothing loaded)."""
-        self.model_info.clear()
+    def set_model(self, version: str | None, bucket: str = "control") -> None:
+        """Record which bundle serves ``bucket`` now (None = nothing loaded).
+
+        ``recstream_model_loaded`` follows the control bucket (what readiness needs).
+        A new version's feedback series are created at 0, so rates exist from the start.
+        """
+        old = self._versions.pop(bucket, None)
+        if old is not None:
+            self.model_info.remove(old, bucket)
+        if bucket == "control":
+            self.model_loaded.set(0 if version is None else 1)
         if version is None:
-            self.model_loaded.set(0)
+            self.set_memory(bucket, None)
             return
-        self.model_info.labels(version=version).set(1)
-        self.model_loaded.set(1)
+        self._versions[bucket] = version
+        self.model_info.labels(version=version, bucket=bucket).set(1)
+        for outcome in FEEDBACK_OUTCOMES:
+            self.feedback.labels(version, bucket, outcome)
+        self.feedback_rank.labels(version, bucket)
+        self.feedback_rr.labels(version, bucket)
+        self.feedback_age.labels(version, bucket)
+
+    def set_memory(self, bucket: str, nbytes: int | None) -> None:
+        """The resident memory ``bucket``'s bundle added when it loaded (None: no bundle)."""
+        if nbytes is not None:
+            self.model_memory.labels(bucket=bucket).set(nbytes)
+            self._memory.add(bucket)
+        elif bucket in self._memory:
+            self.model_memory.remove(bucket)
+            self._memory.discard(bucket)
 
     def render(self) -> bytes:
         """The text exposition format served on ``/metrics``."""

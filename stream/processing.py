@@ -15,6 +15,10 @@ State lives in two mappings (Faust tables in the worker, dicts in tests):
 - ``interests[user_id]`` = ``{"text", "ts", "vector", "model_version"}``: the
   last query, with its vector cached (base64 float32) for the model version that
   encoded it.
+
+With a canary serving (``stream.rollout``), each event's user is put in a bucket
+(``stream.buckets``) and answered by that bucket's model: a batch mixing buckets
+calls each model once, for its users; every answer names its ``bucket``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ from recstream.schemas import (
     encode,
 )
 from recstream.settings import TopicNames
+from stream.buckets import CANARY, CONTROL, Canary
 from stream.codec import dumps
+from stream.feedback import CLICK
 from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
 from stream.settings import WorkerSettings
@@ -71,6 +77,10 @@ class Answer:
     event_ts: float
     emitted_ts: float
     value: bytes  # the ``recommendations`` record value (recstream.schemas.Recommendation)
+    items: tuple[str, ...] = ()  # the recommended item ids, rank 1 first
+    model_version: str = ""
+    bucket: str = CONTROL
+    clicked: str | None = None  # the clicked item, when the trigger was a click
 
 
 @dataclass
@@ -144,6 +154,8 @@ class _Pending:
     msg: InMessage
     event: UserEvent | SearchText
     request: Request | None  # None in passthrough mode
+    bucket: str = CONTROL
+    recommender: Recommender | None = None  # the bucket's model (None in passthrough mode)
 
 
 class BatchProcessor:
@@ -162,11 +174,13 @@ class BatchProcessor:
         on_message: Callable[[InMessage], None] | None = None,
         clock: Callable[[], float] = time.time,
         limits: Limits = DEFAULT_LIMITS,
+        canary: Callable[[], Canary | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.limits = limits  # RECSTREAM_LIMITS__*: what the edge accepts
         self.topics = topics
-        self.model = model
+        self.model = model  # the control bucket's model
+        self.canary = canary  # the canary's model and who gets it, if one serves
         self.sequences = sequences
         self.interests = interests
         self.metrics = metrics
@@ -182,8 +196,8 @@ class BatchProcessor:
     # -- one batch ---------------------------------------------------------
     def process(self, batch: Sequence[InMessage]) -> BatchOutput:
         out = BatchOutput()
-        recommender = None if self.settings.passthrough else self.model()
-        version = PASSTHROUGH_VERSION if recommender is None else recommender.model_version
+        control = None if self.settings.passthrough else self.model()
+        canary = None if control is None else self.canary()
         t0 = time.perf_counter()
         pending: list[_Pending] = []
         for msg in batch:
@@ -193,12 +207,18 @@ class BatchProcessor:
             event = self._decode(msg, out)
             if event is None:
                 continue
-            request = None if recommender is None else self._update_state(event, version, msg)
-            pending.append(_Pending(msg, event, request))
+            bucket, recommender = CONTROL, control
+            if canary is not None and canary.buckets.of(event.user_id) == CANARY:
+                bucket, recommender = CANARY, canary.recommender
+            if recommender is None:
+                pending.append(_Pending(msg, event, None, bucket))
+                continue
+            request = self._update_state(event, recommender.model_version, msg)
+            pending.append(_Pending(msg, event, request, bucket, recommender))
         self.metrics.child(self.metrics.stage_latency, "decode").observe(time.perf_counter() - t0)
         if not pending:
             return out
-        results = self._recommend(recommender, pending, batch, out)
+        results = self._recommend(pending, out)
         for p, result in zip(pending, results, strict=True):
             if result is None:
                 continue
@@ -206,7 +226,7 @@ class BatchProcessor:
                 if self.on_message is not None:
                     self.on_message(p.msg)  # the write belongs to this event's partition
                 self._cache_query_vector(p.event, result.query_vector, result.model_version)
-            answer = self._answer(p.event, result, version)
+            answer = self._answer(p.event, result, p.bucket)
             out.recommendations.append(answer)
             out.messages.append(
                 OutMessage(self.topics.recommendations, p.event.user_id.encode(), answer.value)
@@ -307,27 +327,30 @@ class BatchProcessor:
                 "model_version": version,
             }
 
-    def _recommend(
-        self,
-        recommender: Recommender | None,
-        pending: list[_Pending],
-        batch: Sequence[InMessage],
-        out: BatchOutput,
-    ) -> list[Result | None]:
-        if recommender is None:
-            return [Result(p.event.user_id, [], PASSTHROUGH_VERSION) for p in pending]
-        requests = [p.request for p in pending if p.request is not None]
-        try:
-            results: list[Result | None] = list(recommender.recommend_batch(requests))
-        except Exception:
-            log.exception(
-                "recommend_batch failed for %d requests; retrying one by one", len(requests)
-            )
-            results = [self._recommend_one(recommender, p, out) for p in pending]
-        else:
-            timings = results[0].timings if results and results[0] is not None else {}
-            for stage, seconds in timings.items():
-                self.metrics.child(self.metrics.stage_latency, stage).observe(seconds)
+    def _recommend(self, pending: list[_Pending], out: BatchOutput) -> list[Result | None]:
+        """One ``recommend_batch`` per model, for its users; results in ``pending``'s order."""
+        results: list[Result | None] = [None] * len(pending)
+        groups: dict[int, tuple[Recommender, list[int]]] = {}  # a batch may mix buckets
+        for i, p in enumerate(pending):
+            if p.recommender is None:
+                results[i] = Result(p.event.user_id, [], PASSTHROUGH_VERSION)
+            else:
+                groups.setdefault(id(p.recommender), (p.recommender, []))[1].append(i)
+        for recommender, rows in groups.values():
+            requests = [r for i in rows if (r := pending[i].request) is not None]
+            try:
+                got: list[Result | None] = list(recommender.recommend_batch(requests))
+            except Exception:
+                log.exception(
+                    "recommend_batch failed for %d requests; retrying one by one", len(requests)
+                )
+                got = [self._recommend_one(recommender, pending[i], out) for i in rows]
+            else:
+                timings = got[0].timings if got and got[0] is not None else {}
+                for stage, seconds in timings.items():
+                    self.metrics.child(self.metrics.stage_latency, stage).observe(seconds)
+            for i, result in zip(rows, got, strict=True):
+                results[i] = result
         return results
 
     def _recommend_one(
@@ -340,7 +363,7 @@ class BatchProcessor:
             self._dead_letter(p.msg, "processing", f"{type(exc).__name__}: {exc}", out)
             return None
 
-    def _answer(self, event: UserEvent | SearchText, result: Result, version: str) -> Answer:
+    def _answer(self, event: UserEvent | SearchText, result: Result, bucket: str) -> Answer:
         """The answer to ``event``, its value encoded (recstream.schemas.Recommendation).
 
         The value is built as a dict and dumped with orjson (``stream.codec``):
@@ -349,6 +372,7 @@ class BatchProcessor:
         keep the shapes equal.
         """
         items = []
+        ids = []
         for i in result.items:
             item: dict[str, Any] = {
                 "item_id": i.item_id,
@@ -358,15 +382,35 @@ class BatchProcessor:
             if i.because is not None:
                 item["because"] = i.because
             items.append(item)
-        trigger: Trigger = "event" if isinstance(event, UserEvent) else "query"
+            ids.append(i.item_id)
+        clicked = None
+        if isinstance(event, UserEvent):
+            trigger: Trigger = "event"
+            if event.type == CLICK:
+                clicked = event.item_id
+        else:
+            trigger = "query"
         emitted = self.clock()
+        version = result.model_version
         value = {
             "user_id": event.user_id,
             "trigger_event_id": event.event_id,
             "trigger": trigger,
             "items": items,
-            "model_version": result.model_version or version,
+            "model_version": version,
+            "bucket": bucket,
             "event_ts": event.ts,
             "emitted_ts": emitted,
         }
-        return Answer(event.user_id, event.event_id, trigger, event.ts, emitted, dumps(value))
+        return Answer(
+            event.user_id,
+            event.event_id,
+            trigger,
+            event.ts,
+            emitted,
+            dumps(value),
+            tuple(ids),
+            version,
+            bucket,
+            clicked,
+        )

@@ -1,5 +1,9 @@
 """``/readyz``: a worker is ready when it serves a model, owns input partitions, has
-caught up with the catalog and its agent has not failed (then it is stopping)."""
+caught up with the catalog and its agent has not failed (then it is stopping).
+
+The control bucket's model is the one that counts; the canary's state (serving or
+not, and why not) is reported under ``buckets`` but never makes a worker unready:
+without a canary everyone is served by the control."""
 
 from __future__ import annotations
 
@@ -7,19 +11,19 @@ import asyncio
 from collections.abc import Callable, Collection
 from typing import Any
 
-from stream.model import ModelHolder
+from stream.rollout import Rollout
 
 
 class Readiness:
     def __init__(
         self,
         *,
-        holder: ModelHolder,
+        rollout: Rollout,
         catalog_caught_up: asyncio.Event,
         assigned: Callable[[], list[Any]],
         inputs: Collection[str],
     ) -> None:
-        self.holder = holder
+        self.rollout = rollout
         self.catalog_caught_up = catalog_caught_up
         self.assigned = assigned  # the consumer's assigned topic-partitions ([] before start)
         self.inputs = set(inputs)
@@ -27,13 +31,15 @@ class Readiness:
 
     def state(self) -> dict[str, Any]:
         mine = sorted({tp.partition for tp in self.assigned() if tp.topic in self.inputs})
+        control = self.rollout.control
         state: dict[str, Any] = {
-            "model_version": self.holder.version,
-            "model_loaded": self.holder.current is not None,
+            "model_version": control.version,
+            "model_loaded": control.current is not None,
             "partitions_assigned": len(mine),
             "input_partitions": mine,
             "catalog_caught_up": self.catalog_caught_up.is_set(),
         }
+        state["buckets"] = self.rollout.state()
         state["agent_failed"] = self.failed
         state["ready"] = bool(
             state["model_loaded"]

@@ -61,6 +61,21 @@ class WorkerSettings(BaseSettings):
     passthrough: bool = False
     # A query older than this no longer steers recommendations (seconds).
     query_ttl_s: float = Field(default=1800.0, gt=0)
+    # Canary (stream/buckets.py, stream/rollout.py): the share of users served by the
+    # bundle the CANDIDATE pointer names, when there is one; the others get CURRENT's.
+    canary_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Salt of the user -> bucket hash; changing it reshuffles who is in the canary.
+    bucket_salt: str = Field(default="recstream", min_length=1)
+    # Live feedback (stream/feedback.py): every click judged against the user's latest
+    # earlier list. Off: nothing is remembered or counted (the cost baseline).
+    feedback: bool = True
+    # A hit is a click on one of the first feedback_k items (HR@k, MRR@k).
+    feedback_k: int = Field(default=10, ge=1, le=1000)
+    # Lists remembered per user: a click is judged against the newest one emitted
+    # before it, which can be older than the last when events outrun answers.
+    feedback_lists_per_user: int = Field(default=4, ge=1, le=100)
+    # Users remembered (least recently answered forgotten first).
+    feedback_max_users: int = Field(default=100_000, ge=1)
 
     def table_options(self) -> dict[str, int]:
         """Faust table ``options`` (passed to faust's RocksDBOptions; memory:// ignores them)."""

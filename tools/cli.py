@@ -1,5 +1,5 @@
-"""``recstream replay|tail|demo|evaluate``: feed, watch, demonstrate and evaluate the
-streaming recommender.
+"""``recstream replay|tail|demo|evaluate|bundles``: feed, watch, demonstrate and evaluate the
+streaming recommender, and roll bundles out.
 
 Heavy imports (aiokafka, rich, training) happen inside the commands so
 ``recstream --help`` stays fast.
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     app.command()(tail)
     app.command()(demo)
     app.command()(evaluate)
+    app.add_typer(bundles_app, name="bundles")
 
 
 class Protocol(StrEnum):
@@ -148,3 +149,108 @@ def demo(
     from tools.demo import run_demo
 
     run_demo(duration=duration, rate=rate, web_port=web_port)
+
+
+bundles_app = typer.Typer(
+    help=(
+        "What a bundles root serves, and canary rollouts: candidate -> promote, or rollback. "
+        "Workers follow the pointers (CURRENT = control, CANDIDATE = canary) within "
+        "RECSTREAM_WORKER_RELOAD_INTERVAL_S; every change is an atomic pointer rename."
+    ),
+    no_args_is_help=True,
+)
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root", help="The bundles root (default: RECSTREAM_BUNDLE_DIR, else <state_dir>/bundles)."
+    ),
+]
+
+
+def _root(root: Path | None) -> Path:
+    from recstream.settings import Settings
+
+    return root if root is not None else Settings().bundles
+
+
+def _apply(fn: object, *args: object) -> None:
+    from recstream.errors import RecstreamError
+
+    try:
+        change = fn(*args)  # type: ignore[operator]
+    except RecstreamError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for line in change.lines() or ["nothing changed"]:
+        typer.echo(line)
+
+
+@bundles_app.command("status")
+def bundles_status(
+    root: RootOption = None,
+    verify: Annotated[
+        bool, typer.Option(help="Also check every file's sha256 of each pointed-at bundle.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the pointers (CURRENT, CANDIDATE, PREVIOUS), what serves, and every bundle."""
+    import json
+
+    from inference.bundle.verify import verify_bundle
+    from tools.bundles import status
+
+    state = status(_root(root), verify=verify_bundle if verify else None)
+    if as_json:
+        typer.echo(json.dumps(state, indent=2))
+        return
+    typer.echo(f"root {state['root']}; serving (control): {state['serving'] or '-'}")
+    for name, entry in state["pointers"].items():
+        extra = ""
+        if "verified" in entry:
+            extra = " (verified)" if entry["verified"] else " (FAILED verification)"
+        if entry.get("problem"):
+            extra += f": {entry['problem']}"
+        typer.echo(f"  {name:<9} {entry['version'] or '-'}{extra}")
+    for b in state["bundles"]:
+        typer.echo(f"  bundle {b['version']}  created {b['created_at']}")
+
+
+@bundles_app.command("candidate")
+def bundles_candidate(
+    version: Annotated[
+        str | None, typer.Argument(help="A sealed bundle directory name inside the root.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Stop the canary instead.")] = False,
+    root: RootOption = None,
+) -> None:
+    """Start the canary on VERSION (verified first), or stop it with --clear.
+
+    The canary's share of users is the workers' RECSTREAM_WORKER_CANARY_SHARE.
+    """
+    from tools.bundles import candidate, clear_candidate
+
+    if clear == (version is not None):
+        raise typer.BadParameter("give a VERSION or --clear (not both)")
+    if clear:
+        _apply(clear_candidate, _root(root))
+    else:
+        _apply(candidate, _root(root), version)
+
+
+@bundles_app.command("promote")
+def bundles_promote(root: RootOption = None) -> None:
+    """The candidate becomes CURRENT for everyone (verified first).
+
+    What served before is kept as PREVIOUS, for `recstream bundles rollback`.
+    """
+    from tools.bundles import promote
+
+    _apply(promote, _root(root))
+
+
+@bundles_app.command("rollback")
+def bundles_rollback(root: RootOption = None) -> None:
+    """CURRENT goes back to PREVIOUS (what served before the last promote; verified first)."""
+    from tools.bundles import rollback
+
+    _apply(rollback, _root(root))

@@ -11,23 +11,40 @@ Without the pointer file, ``fallback_newest`` picks the sealed bundle with the
 newest ``created_at``. A path that is itself a bundle (it holds ``manifest.json``)
 designates itself.
 
-Promote atomically: ``echo VERSION > CURRENT.tmp && mv CURRENT.tmp CURRENT``.
+Pointers are changed by :func:`write_pointer` / :func:`remove_pointer` (what
+``recstream bundles`` uses): a temporary file written and fsynced beside the
+pointer, then renamed over it, so a reader sees the old or the new name, never
+a partial one. By hand: ``echo VERSION > CURRENT.tmp && mv CURRENT.tmp CURRENT``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import uuid
 from pathlib import Path
 
 from inference.bundle.manifest import MANIFEST, STAGING_MARK, created_ts
 from inference.errors import BundlePointerError
 
-__all__ = ["CURRENT", "bundle_created_ts", "find_latest", "resolve_bundle"]
+__all__ = [
+    "CANDIDATE",
+    "CURRENT",
+    "PREVIOUS",
+    "bundle_created_ts",
+    "find_latest",
+    "read_pointer",
+    "remove_pointer",
+    "resolve_bundle",
+    "write_pointer",
+]
 
 log = logging.getLogger(__name__)
 
-CURRENT = "CURRENT"
+CURRENT = "CURRENT"  # what serves (the control bucket)
+CANDIDATE = "CANDIDATE"  # the canary bucket's bundle, if any
+PREVIOUS = "PREVIOUS"  # what CURRENT named before the last promote (what rollback restores)
 
 
 def resolve_bundle(
@@ -45,17 +62,73 @@ def resolve_bundle(
     return None
 
 
+def read_pointer(root: Path, pointer: str) -> Path | None:
+    """The bundle directory ``<root>/<pointer>`` names (None if that file does not exist);
+    the same checks as :func:`resolve_bundle`, with no fallback."""
+    pfile = Path(root) / pointer
+    return _follow(Path(root), pfile) if pfile.exists() else None
+
+
+def write_pointer(root: Path, pointer: str, version: str) -> Path:
+    """Make ``<root>/<pointer>`` name ``version`` atomically (write, fsync, rename); the
+    bundle it names is returned. Refused like a bad pointer is refused when read."""
+    root = Path(root)
+    _check_pointer_name(pointer)
+    target = _named(root, version, root / pointer)  # the checks a reader will apply
+    tmp = root / f".{pointer}.{uuid.uuid4().hex[:8]}.new"
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, root / pointer)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(root)
+    return target
+
+
+def remove_pointer(root: Path, pointer: str) -> bool:
+    """Delete ``<root>/<pointer>``; False if there was none."""
+    _check_pointer_name(pointer)
+    try:
+        (Path(root) / pointer).unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_dir(Path(root))
+    return True
+
+
+def _check_pointer_name(pointer: str) -> None:
+    if not pointer or not pointer.isidentifier() or pointer != pointer.upper():
+        raise BundlePointerError(f"{pointer!r} is not a pointer name (e.g. {CURRENT})")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _follow(root: Path, pfile: Path) -> Path:
     try:
         name = pfile.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise BundlePointerError(f"{pfile} is unreadable: {exc}") from exc
+    return _named(root, name, pfile)
+
+
+def _named(root: Path, name: str, pfile: Path) -> Path:
+    """The bundle directory ``name`` designates inside ``root`` (``pfile`` for errors)."""
     bad = (
         not name
         or name in (".", "..")
         or "/" in name
         or "\\" in name
         or "\0" in name
+        or "\n" in name
         or STAGING_MARK in name
     )
     if bad:

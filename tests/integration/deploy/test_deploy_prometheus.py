@@ -48,6 +48,9 @@ LABEL_VALUES = {
     "reason": ("schema",),
     "agent": ("user-events",),
     "version": ("v1",),
+    "model_version": ("v1",),
+    "bucket": ("control", "canary"),
+    "outcome": ("hit", "miss", "no_recommendation"),
     "result": ("ok", "failed"),
     "partition": ("0", "1"),
 }

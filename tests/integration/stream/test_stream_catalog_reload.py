@@ -101,4 +101,4 @@ async def test_hot_reload_mid_stream_loses_and_repeats_nothing(
     assert first_new - reloaded_at < 5.0
     text = worker.get("/metrics")[1].decode()
     assert 'recstream_model_reloads_total{result="ok"} 2.0' in text
-    assert 'recstream_model_info{version="tiny-2"} 1.0' in text
+    assert 'recstream_model_info{bucket="control",version="tiny-2"} 1.0' in text

@@ -95,7 +95,7 @@ async def test_events_queries_and_bad_messages(workers, make_client, tiny_bundle
     assert re.search(r'recstream_dlq_total\{reason="invalid_json",topic="[^"]+"\} 1\.0', text), (
         "dlq counter"
     )
-    assert 'recstream_model_info{version="tiny-1"} 1.0' in text
+    assert 'recstream_model_info{bucket="control",version="tiny-1"} 1.0' in text
     assert "recstream_index_items 200.0" in text
     for stage in ("decode", "encode_text", "encode_sequence", "search", "fuse", "produce"):
         assert f'recstream_stage_latency_seconds_count{{stage="{stage}"}}' in text

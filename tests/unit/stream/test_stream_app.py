@@ -31,7 +31,8 @@ def test_create_app_wires_agent_tables_pages_and_settings(tmp_path: Path) -> Non
     assert {t.name for t in app.tables.values()} == {"user_sequence", "user_interest", "trending"}
     assert all(t.partitions == 6 for t in app.tables.values())
     worker = app.recstream  # type: ignore[attr-defined]
-    assert worker.holder.current is None and not worker.catalog.caught_up.is_set()
+    assert worker.rollout.control.current is None and worker.rollout.canary.current is None
+    assert not worker.catalog.caught_up.is_set()
     assert (tmp_path / "worker").is_dir()
 
 

@@ -74,8 +74,8 @@ async def test_hot_reload_swaps_verifies_and_replays_catalog(tmp_path: Path) -> 
     sample = metrics.registry.get_sample_value
     assert sample("recstream_model_reloads_total", {"result": "ok"}) == 2.0
     assert sample("recstream_model_reloads_total", {"result": "failed"}) == 1.0
-    assert sample("recstream_model_info", {"version": "v3"}) == 1.0
-    assert sample("recstream_model_info", {"version": "v1"}) is None
+    assert sample("recstream_model_info", {"version": "v3", "bucket": "control"}) == 1.0
+    assert sample("recstream_model_info", {"version": "v1", "bucket": "control"}) is None
     assert sample("recstream_index_items", {}) == 1.0  # m1 deleted, new added
     # pointer file rolls back atomically to v1
     tmp = tmp_path / "CURRENT.tmp"

@@ -149,13 +149,15 @@ def test_table_view_coalesces_changelog_per_key_and_partition() -> None:
 
 
 class _Holder:
-    def __init__(self, current: FakeRecommender | None) -> None:
+    def __init__(self, current: FakeRecommender | None, bucket: str = "control") -> None:
         self.current = current
         self.created_ts = 0.0
+        self.bucket = bucket
 
 
 async def test_catalog_follower_applies_records_and_dead_letters_bad_ones() -> None:
     rec = FakeRecommender({"m1": ("One", "")})
+    canary = FakeRecommender({"m1": ("One", "")}, version="fake-2")
     dead: list[tuple[str, str]] = []
 
     async def dead_letter(msg: InMessage, reason: str, error: str) -> None:
@@ -165,7 +167,7 @@ async def test_catalog_follower_applies_records_and_dead_letters_bad_ones() -> N
     follower = CatalogFollower(
         bootstrap="unused:1",
         topic="item-updates",
-        holder=_Holder(rec),  # type: ignore[arg-type]
+        holders=[_Holder(rec), _Holder(canary, "canary")],  # type: ignore[list-item]
         overlay=overlay,
         dead_letter=dead_letter,
     )
@@ -173,11 +175,11 @@ async def test_catalog_follower_applies_records_and_dead_letters_bad_ones() -> N
     await follower._handle(InMessage("item-updates", 0, 0, b"n1", up.model_dump_json().encode()))
     await follower._handle(InMessage("item-updates", 0, 1, b"m1", b'{"item_id":"m1"}'))
     await follower._handle(InMessage("item-updates", 0, 2, b"m1", None))
-    assert rec.title("n1") == "New"
+    assert rec.title("n1") == "New" and canary.title("n1") == "New"  # every serving model
     assert [r for r, _ in dead] == ["schema", "empty"]
     assert len(overlay) == 1
     # before a model is loaded, updates are only recorded (replayed at load)
-    follower.holder = _Holder(None)  # type: ignore[assignment]
+    follower.holders = [_Holder(None)]  # type: ignore[list-item]
     gone = ItemUpdate(item_id="m1", op="delete", ts=6.0)
     await follower._handle(InMessage("item-updates", 0, 3, b"m1", gone.model_dump_json().encode()))
     assert rec.title("m1") == "One" and len(overlay) == 2
