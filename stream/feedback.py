@@ -1,6 +1,6 @@
 """Live feedback: did the user click what recstream recommended, and at which rank?
 
-**The rule** (one definition, for the worker and anything reading the topics):
+**The rule** (one definition, used by the worker and by ``recstream ab report``):
 a click (a ``user-events`` record with ``type == "click"``) at time ``ts`` is
 judged against the newest recommendation that user was sent with
 ``emitted_ts <= ts`` (ties keep emission order). The list a click is judged

@@ -1,5 +1,5 @@
-"""``recstream replay|tail|demo|evaluate|bundles``: feed, watch, demonstrate and evaluate the
-streaming recommender, and roll bundles out.
+"""``recstream replay|tail|demo|evaluate|bundles|ab``: feed, watch, demonstrate and evaluate
+the streaming recommender, roll bundles out and compare them on live traffic.
 
 Heavy imports (aiokafka, rich, training) happen inside the commands so
 ``recstream --help`` stays fast.
@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from tools.ab_report import Report
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +24,7 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
     app.command()(evaluate)
     app.add_typer(bundles_app, name="bundles")
+    app.add_typer(ab_app, name="ab")
 
 
 class Protocol(StrEnum):
@@ -254,3 +258,151 @@ def bundles_rollback(root: RootOption = None) -> None:
     from tools.bundles import rollback
 
     _apply(rollback, _root(root))
+
+
+ab_app = typer.Typer(
+    help="Compare the canary and control buckets on what users did (from the topics).",
+    no_args_is_help=True,
+)
+
+
+def _when(text: str, now: float) -> float:
+    """Epoch seconds from '-2h' / '-30m' / '-90s' / '-1d' (before now), 'now', epoch
+    seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    import datetime as dt
+    import re
+
+    text = text.strip()
+    m = re.fullmatch(r"-(\d+(?:\.\d+)?)([smhd])", text)
+    if m:
+        return now - float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    if text == "now":
+        return now
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r}: use -2h / -30m / now / epoch seconds / 2026-12-07T20:00:00Z"
+        ) from exc
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.timestamp()
+
+
+@ab_app.command("report")
+def ab_report(
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from", help="Start of the range: -2h, -30m, epoch seconds or ISO 8601 (UTC)."
+        ),
+    ],
+    end: Annotated[str, typer.Option("--to", help="End of the range (same forms).")] = "now",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="A hit is a click in the top k.")] = 10,
+    lookback: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of lists read before --from (a click is judged against an earlier "
+            "list; older lists are not read: such clicks count as no_recommendation)."
+        ),
+    ] = 3600.0,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write a PNG here. Needs matplotlib: the 'report' extra "
+            "(pip install 'recstream\\[report]'; the dev extra has it too)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """HR@k and MRR@k per bucket and model version, from `recommendations` and `user-events`.
+
+    Every click in the range is judged against the newest list sent to that user
+    before it (emitted_ts <= the click's ts; never the click's own answer), as the
+    worker does live. The difference canary - control gets a 95 % interval from a
+    seeded bootstrap over users. Reads Kafka only (RECSTREAM_BOOTSTRAP, topic
+    settings), no Prometheus; shows progress while reading.
+    """
+    import json
+    import time
+
+    from recstream.errors import RecstreamError
+    from recstream.settings import Settings
+    from tools.ab_kafka import read_range_sync
+    from tools.ab_report import build_report, join
+
+    now = time.time()
+    t0, t1 = _when(start, now), _when(end, now)
+    if t1 <= t0:
+        raise typer.BadParameter("--to must be after --from")
+    settings = Settings()
+    try:
+        read = read_range_sync(settings, t0, t1, lookback_s=lookback, progress=not as_json)
+        judged = join(read.sent, read.clicks, k)
+        report = build_report(
+            judged, k=k, lists_read=len(read.sent), resamples=resamples, seed=seed
+        )
+        if plot is not None:
+            from tools.ab_plot import plot_report
+
+            title = f"recstream A/B {_iso(t0)} to {_iso(t1)}: {report.clicks_read} clicks"
+            plot_report(report, plot, title)
+    except (RecstreamError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        out = report.to_json()
+        out["from"], out["to"] = t0, t1
+        typer.echo(json.dumps(out, indent=2))
+        return
+    _print_report(report, t0, t1)
+    if plot is not None:
+        typer.echo(f"plot written to {plot}")
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_report(report: Report, t0: float, t1: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    k = report.k
+    console = Console()
+    console.print(
+        f"{_iso(t0)} to {_iso(t1)}: {report.clicks_read} clicks, {report.lists_read} lists read"
+    )
+    table = Table(title=f"Clicks judged against the user's latest earlier list (k={k})")
+    for col in ("bucket", "model version", "clicks", "users", f"HR@{k}", f"MRR@{k}", "95 % (HR)"):
+        table.add_column(col, justify="left" if col in ("bucket", "model version") else "right")
+    for g in [*report.groups, *report.buckets]:
+        ci = report.bucket_intervals.get(g.bucket, {}).get("hr") if g.model_version == "*" else None
+        table.add_row(
+            g.bucket,
+            "all" if g.model_version == "*" else g.model_version,
+            str(g.clicks),
+            str(len(g.users)),
+            f"{g.hr:.4f}",
+            f"{g.mrr:.4f}",
+            f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "",
+        )
+    console.print(table)
+    for (bucket, version), n in sorted(report.no_recommendation.items()):
+        console.print(f"no earlier list: {n} clicks ({bucket}, {version})")
+    for d in report.diffs:
+        verdict = "excludes 0" if d.excludes_zero else "includes 0"
+        console.print(
+            f"canary - control {d.statistic.upper()}@{k}: {d.value:+.4f} "
+            f"(95 % {d.low:+.4f} to {d.high:+.4f}, {verdict}; {d.resamples} resamples)"
+        )
+    if not report.diffs:
+        console.print("no difference: clicks were judged against one bucket's lists only")
