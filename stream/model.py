@@ -145,6 +145,8 @@ class ModelHolder:
         async with self._lock:
             if not self.wants(target):  # another caller loaded it meanwhile
                 return False
+            if self.current is None:
+                self.problem = f"loading {target.name}"
             loop = asyncio.get_running_loop()
             try:
                 new, replayed_upto, memory = await loop.run_in_executor(None, self._prepare, target)

@@ -177,3 +177,26 @@ async def test_no_canary_with_zero_share_or_a_fixed_bundle(tmp_path: Path, why: 
     assert loads.loaded == ["v1"]
     reason = r.state()["canary"]["reason"]
     assert ("canary_share is 0" if why == "share" else "fixed bundle directory") in reason
+
+
+async def test_readiness_says_the_canary_is_loading_while_it_loads(tmp_path: Path) -> None:
+    """A first load in progress is a reason too (tools wait on it instead of giving up)."""
+    seal(tmp_path, "v1")
+    seal(tmp_path, "v2")
+    point(tmp_path, "CURRENT", "v1")
+    point(tmp_path, "CANDIDATE", "v2")
+    seen: list[str | None] = []
+    inner = Loads()
+    r: Rollout | None = None
+
+    def loader(path: Path) -> Recommender:
+        if path.name == "v2":
+            assert r is not None
+            seen.append(r.state()["canary"]["reason"])
+        return inner(path)
+
+    r, _ = rollout(tmp_path, inner)
+    r.canary.loader = loader  # the canary's loader looks at readiness mid-load
+    await r.maybe_reload()
+    assert seen == ["loading v2"]
+    assert r.state()["canary"]["reason"] is None and r.canary_for_batch() is not None
