@@ -1,5 +1,5 @@
-"""Item vectors = L2norm(text vector - centre + shared offset + learned residual); cold
-items use text only (text vector - centre + the offset every text vector gets).
+"""Item vectors = L2norm(content + learned residual), content = text vector - centre + shared
+offset; cold items use their content vector only (what the served text encoder outputs).
 
 ``centre`` is the mean text vector of the catalog (fixed at construction). MiniLM
 sentence vectors share a large common component (mean pairwise cosine ~0.4 on
@@ -12,6 +12,15 @@ The residual carries what behaviour knows and text does not (popularity,
 taste clusters). It is zero-initialised, weight-decayed, and randomly dropped
 during training ("residual dropout"), so the sequence encoder also learns to
 score items through their text vectors alone — which is all a cold item has.
+
+With ``delta_bound`` set, the residual is a norm-bounded delta as in "Let It Go?
+Not Quite" (RecSys 2025): after every optimiser step :meth:`ItemSpace.project_`
+puts each residual back into the ball ``||r_i|| <= delta_bound * ||content_i||``
+(a hard bound, not a penalty). In the served unit-norm space that is a cap
+around the item's text-only vector: ``cos(item_i, L2norm(content_i)) >=
+sqrt(1 - delta_bound**2)`` for a bound below 1, so a trained item stays where its
+text put it, give or take the bound, and trained and new items share one space.
+Without it (None) the residual is unbounded, as before.
 """
 
 from __future__ import annotations
@@ -35,10 +44,22 @@ class ItemSpace(nn.Module):
     warm: torch.Tensor  # (N,) buffer, 1.0 = seen in training
     centre: torch.Tensor  # (D,) buffer, subtracted from every text vector
 
-    def __init__(self, text_vectors: np.ndarray, warm: np.ndarray, *, centre: bool = True) -> None:
+    def __init__(
+        self,
+        text_vectors: np.ndarray,
+        warm: np.ndarray,
+        *,
+        centre: bool = True,
+        delta_bound: float | None = None,
+    ) -> None:
         """``text_vectors`` (N,D) float32; ``warm`` (N,) bool, items seen in training;
-        ``centre`` subtracts the catalog's mean text vector (see the module docstring)."""
+        ``centre`` subtracts the catalog's mean text vector; ``delta_bound`` caps each
+        residual's norm at this share of its content vector's (None = unbounded; see the
+        module docstring)."""
         super().__init__()
+        if delta_bound is not None and not delta_bound > 0:
+            raise ValueError(f"delta_bound must be > 0 (None = unbounded), got {delta_bound}")
+        self.delta_bound = delta_bound
         self.register_buffer(
             "text", torch.from_numpy(np.ascontiguousarray(text_vectors, np.float32))
         )
@@ -53,17 +74,41 @@ class ItemSpace(nn.Module):
         keep = self.warm
         if self.training and residual_dropout > 0:
             keep = keep * (torch.rand_like(keep) >= residual_dropout).to(keep.dtype)
-        return F.normalize(self.text + self.text_offset() + self.residual * keep[:, None], dim=-1)
+        return F.normalize(self.content() + self.residual * keep[:, None], dim=-1)
 
     def text_offset(self) -> torch.Tensor:
         """(D,) what every text vector gets added: ``shared - centre`` (the serving offset)."""
         return self.shared - self.centre
 
+    def content(self) -> torch.Tensor:
+        """(N,D) the content vectors ``text + text_offset()``, before normalisation."""
+        return self.text + self.text_offset()
+
+    @torch.no_grad()
+    def project_(self) -> int:
+        """Put every residual back into its ball ``||r_i|| <= delta_bound * ||content_i||``
+        (the Euclidean projection: a row outside is scaled onto the sphere, a row inside is
+        untouched); returns how many rows moved. A no-op without a bound."""
+        if self.delta_bound is None:
+            return 0
+        limit = self.delta_bound * self.content().norm(dim=-1)  # (N,)
+        norm = self.residual.norm(dim=-1)  # (N,)
+        over = norm > limit
+        if over.any():
+            self.residual[over] *= (limit[over] / norm[over])[:, None]
+        return int(over.sum())
+
     @torch.no_grad()
     def export(self) -> np.ndarray:
         """The serving item vectors (no dropout)."""
-        vectors = self.text + self.text_offset() + self.residual * self.warm[:, None]
+        vectors = self.content() + self.residual * self.warm[:, None]
         return F.normalize(vectors, dim=-1).numpy()
+
+    @torch.no_grad()
+    def export_content(self) -> np.ndarray:
+        """(N,D) the served text-only vectors ``L2norm(content)``: what the served text encoder
+        gives each catalog item's text, and the centre of its bound's cap."""
+        return F.normalize(self.content(), dim=-1).numpy()
 
 
 class ServingTextEncoder(nn.Module):

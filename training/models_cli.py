@@ -59,6 +59,7 @@ SHOWN_METRICS = (
     "coverage",
     "precision@",
     "hit@",
+    "hub_",
     "cos_vs",
     "_ms",
     "_s",
@@ -141,6 +142,14 @@ def train(
             "keep them as negatives, the earlier objective)."
         ),
     ] = True,
+    delta_bound: Annotated[
+        float | None,
+        typer.Option(
+            help="Cap on each trained item's learned delta from its text-only vector, as a "
+            "share of that vector's norm (cos(item, text-only) >= sqrt(1 - bound^2)); "
+            "0 = unbounded. Default: the config's."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for splits, init and shuffling.")] = 0,
     threads: Annotated[
         int | None,
@@ -187,6 +196,10 @@ def train(
         seq = dataclasses.replace(seq, ema_epochs=ema_epochs or None)
     if not 0.0 < split_at < 1.0:
         raise typer.BadParameter("must be strictly between 0 and 1", param_hint="--split-at")
+    if delta_bound is not None:
+        if delta_bound < 0:
+            raise typer.BadParameter("must be >= 0 (0 = unbounded)", param_hint="--delta-bound")
+        seq = dataclasses.replace(seq, delta_bound=delta_bound or None)
     text = dataclasses.replace(text, seed=seed)
     if threads is not None and threads < 1:
         raise typer.BadParameter("must be >= 1", param_hint="--threads")

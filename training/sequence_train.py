@@ -56,6 +56,9 @@ class SequenceTrainConfig:
     weight_decay: float = 0.01  # encoder weights
     residual_decay: float = 1e-4  # L2 on item residuals, keeps them small next to text
     residual_dropout: float = 0.2  # share of warm residuals dropped per step (cold-item robustness)
+    # hard cap on each item's residual, as a share of its content vector's norm: projected
+    # back after every optimiser step (item_space docstring); None = unbounded
+    delta_bound: float | None = None
     centre_text: bool = True  # subtract the catalog's mean text vector (item_space docstring)
     init_scale: float = 20.0  # initial cosine → logit scale (learned)
     patience: int = 3  # epochs without validation NDCG@10 gain before stopping
@@ -104,6 +107,8 @@ class SequenceTrainConfig:
             raise ValueError(f"small_data_max_len must be >= 1, got {self.small_data_max_len}")
         if self.large_data_dropout is not None and not 0.0 <= self.large_data_dropout < 1.0:
             raise ValueError(f"large_data_dropout must be in [0, 1), got {self.large_data_dropout}")
+        if self.delta_bound is not None and not self.delta_bound > 0:
+            raise ValueError(f"delta_bound must be > 0 (None = unbounded), got {self.delta_bound}")
 
 
 AUTO_STRIDE_MAX_TARGETS = 300_000  # "auto": stride 5 and small_data_max_len up to this many
@@ -281,7 +286,7 @@ def train_sequence_model(
     warm = np.zeros(n_items, dtype=bool)
     for seq in train_sequences:
         warm[np.asarray(seq, dtype=np.int64)] = True
-    space = ItemSpace(text_vectors, warm, centre=cfg.centre_text)
+    space = ItemSpace(text_vectors, warm, centre=cfg.centre_text, delta_bound=cfg.delta_bound)
     item_bias = candidate_bias(warm)
     n_targets = sum(max(0, len(seq) - 1) for seq in train_sequences)
     model_cfg, stride = fit_to_data(cfg, model_cfg, n_targets)
@@ -345,6 +350,7 @@ def train_sequence_model(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            space.project_()  # the hard bound holds after every step (no-op when unbounded)
             if ema is not None:
                 ema.update()
             total += loss.item()
@@ -353,6 +359,9 @@ def train_sequence_model(
         space.eval()
         if ema is not None:
             ema.swap()  # validate (and keep as best) the averaged weights
+            # an average of bounded residuals is bounded, but the bound moves with the averaged
+            # shared offset: project once more so what is validated and kept obeys it exactly
+            space.project_()
         with torch.no_grad():
             items_now = space()
         metrics = validate(SequenceScorer(encoder, items_now))
