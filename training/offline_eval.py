@@ -4,7 +4,8 @@ Sequence metrics use training/metrics.py's protocol (full ranking, history
 masked) on the test cases, split into warm- and cold-target cases when the
 split has cold items. Text-query metrics embed synthetic queries
 (training/queries.py) and rank the bundle's item vectors, as a user with no
-history would be served.
+history would be served: an item without usable text (inference/text_evidence.py)
+gets the query's catalog-average score, as serving gives it z = 0.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from inference.text_evidence import usable_text_mask
 from training.data.types import Catalog
 from training.metrics import evaluate, top_k
 from training.queries import (
     decade_precision_at_k,
     genre_precision_at_k,
+    hubness_at_k,
     query_hits,
     synthetic_queries,
 )
@@ -88,15 +91,26 @@ def query_metrics(
     n: int,
     *,
     seed: int = 0,
-) -> dict[str, float]:
-    """Genre/decade precision@10 and target hit@10/50 for text-only users."""
+    text_evidence: bool = True,
+) -> dict[str, Any]:
+    """Genre/decade precision@10, target hit@10/50 and hubness@10 for text-only users.
+
+    With ``text_evidence`` (as served) an item without usable text scores the query's
+    catalog average; without it, every item is ranked by its raw cosine (the ranking
+    before that rule, for comparison)."""
     queries = synthetic_queries(catalog, n=n, seed=seed)
     q = encode([x.text for x in queries])  # (Q,D)
-    top = top_k(q @ item_vectors.T, min(50, len(item_vectors)))
-    out = {
+    scores = q @ item_vectors.T  # (Q,N)
+    if text_evidence:
+        textless = ~usable_text_mask(catalog.texts, catalog.item_ids)
+        if textless.any():
+            scores[:, textless] = scores.mean(axis=1, keepdims=True)
+    top = top_k(scores, min(50, len(item_vectors)))
+    out: dict[str, Any] = {
         "genre_precision@10": genre_precision_at_k(top, queries, catalog, k=10),
         "decade_precision@10": decade_precision_at_k(top, queries, catalog, k=10),
         "n_queries": float(len(queries)),
     }
     out.update(query_hits(top, queries, ks=(10, min(50, top.shape[1]))))
+    out.update(hubness_at_k(top, queries, catalog, k=10))
     return out

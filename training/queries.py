@@ -4,6 +4,13 @@ A query is built from one target item: one or two of its genres plus its decade,
 in a few phrasings ("90s comedy movies", "a thriller from the 1970s", ...). A
 top-k list is judged by genre precision (share of returned items that carry ALL
 the query's genres) and by whether the target itself is returned (hit@10/@50).
+
+Hubness (:func:`hubness_at_k`): an item whose text vector sits near every query
+(MovieLens's placeholder "unkonwn", which has no text at all, was in the top 10
+of 8 of 20 ordinary typed queries) wins lists it has no business in. The figure
+is the largest share of queries whose top k holds one same item, over all
+queries and over the queries the item's text does not match (it lacks one of
+their genres), with the item.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ __all__ = [
     "TextQuery",
     "decade_precision_at_k",
     "genre_precision_at_k",
+    "hubness_at_k",
     "query_hits",
     "synthetic_queries",
 ]
@@ -127,3 +135,35 @@ def query_hits(
         top = _check(topk_rows, queries, k)
         out[f"hit@{k}"] = float((top == targets[:, None]).any(1).mean())
     return out
+
+
+def hubness_at_k(
+    topk_rows: np.ndarray, queries: Sequence[TextQuery], catalog: Catalog, k: int = 10
+) -> dict[str, float | str | None]:
+    """The item in the most queries' top k, and the item in the most top-k lists of queries
+    it does not match (it lacks one of the query's genres).
+
+    ``hub_share@k`` / ``hub_item@k``: the largest share of queries whose top k holds one
+    same item, and that item's id; ``hub_share_unmatched@k`` / ``hub_item_unmatched@k``:
+    the same counting, for each item, only the queries whose genres it does not all carry
+    (over ALL queries, so the two shares compare). Ties go to the lower row; an item
+    is None when no list counts one.
+    """
+    top = _check(topk_rows, queries, k)
+    n = len(catalog)
+    item_genres = [frozenset(catalog.genres(r)) for r in range(n)]
+    shown = np.zeros(n, np.int64)
+    unmatched = np.zeros(n, np.int64)
+    for row, q in zip(top, queries, strict=True):
+        items = np.unique(row[row >= 0])
+        shown[items] += 1
+        unmatched[[r for r in items.tolist() if not q.genres <= item_genres[r]]] += 1
+    hub, hub_unmatched = int(np.argmax(shown)), int(np.argmax(unmatched))
+    return {
+        f"hub_share@{k}": float(shown[hub] / len(queries)),
+        f"hub_item@{k}": catalog.item_ids[hub] if shown[hub] else None,
+        f"hub_share_unmatched@{k}": float(unmatched[hub_unmatched] / len(queries)),
+        f"hub_item_unmatched@{k}": (
+            catalog.item_ids[hub_unmatched] if unmatched[hub_unmatched] else None
+        ),
+    }

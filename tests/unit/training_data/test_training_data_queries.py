@@ -58,3 +58,33 @@ def test_genre_precision_hits_and_decade_by_hand() -> None:
     assert query_hits(top, queries, ks=(1, 2)) == {"hit@1": 0.5, "hit@2": 1.0}
     with pytest.raises(ValueError):
         genre_precision_at_k(top, queries, cat, k=10)
+
+
+def test_hubness_counts_the_item_in_most_lists_and_the_queries_it_does_not_match() -> None:
+    from training.queries import hubness_at_k
+
+    cat = _catalog()
+    queries = [
+        TextQuery("90s comedy", frozenset({"Comedy"}), 1990, target=0),
+        TextQuery("90s romance", frozenset({"Romance"}), 1990, target=1),
+        TextQuery("70s crime", frozenset({"Crime"}), 1970, target=2),
+        TextQuery("80s sci-fi", frozenset({"Sci-Fi"}), 1980, target=3),
+    ]
+    # item 1 (Comedy, Romance) is in the first three lists and matches two of them; item 4
+    # (Drama) is in two lists and matches none: it is the unmatched hub
+    top = np.array([[1, 0], [1, 4], [1, 4], [3, 0]])
+    hub = hubness_at_k(top, queries, cat, k=2)
+    assert hub == {
+        "hub_share@2": 0.75,
+        "hub_item@2": "1",
+        "hub_share_unmatched@2": 0.5,
+        "hub_item_unmatched@2": "4",
+    }
+    # a row repeating an item counts it once for that query
+    again = hubness_at_k(np.array([[2, 2], [2, 2], [0, 1], [3, 0]]), queries, cat, k=2)
+    assert again["hub_share@2"] == 0.5 and again["hub_item@2"] == "0"
+    # lists that hold only matching items have no unmatched hub
+    matched = hubness_at_k(np.array([[0, 1], [1, 0], [2, 4], [3, 3]]), queries, cat, k=2)
+    assert matched["hub_share_unmatched@2"] == 0.25 and matched["hub_item_unmatched@2"] == "0"
+    none = hubness_at_k(np.array([[0, 1], [1, 1], [2, 2], [3, 3]]), queries, cat, k=2)
+    assert none["hub_share_unmatched@2"] == 0.0 and none["hub_item_unmatched@2"] is None
