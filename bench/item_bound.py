@@ -156,6 +156,9 @@ def _ratio_ci(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tup
 
 
 def main() -> int:
+    from recstream.malloc import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc([sys.executable, *sys.argv])  # as `recstream train`: 1.8x faster
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--split", choices=("cold", "loo"), default="cold")
