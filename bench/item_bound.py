@@ -5,7 +5,8 @@
 
 Each (seed, bound) trains what ``recstream train --split SPLIT --seed S --delta-bound B``
 trains (``training.train.fit``: the default config, text tower then sequence stage; the
-bundle's export is left out) without its wall-clock budgets, which would cut runs short
+bundle's export is left out; a seed's bounds share its text stage, which does not depend
+on the bound) without its wall-clock budgets, which would cut runs short
 at load-dependent points on a shared machine (``--max-epochs`` caps the sequence stage
 instead, where the budget binds on a quiet machine: ml-1m), scores the validation and
 test cases with the torch models (full ranking, history masked, as the bundle's
@@ -79,13 +80,9 @@ def case_ndcg(users: np.ndarray, items: np.ndarray, cases: EvalCases, batch: int
     return np.concatenate(out)
 
 
-def run_one(dataset: Any, split: Split, args: argparse.Namespace, seed: int, bound: float | None):
-    """Train one (seed, bound) and return (arrays, metrics)."""
-    import torch
-
-    from training.offline_eval import query_metrics
-    from training.text_tower import encode_texts
-    from training.train import TrainConfig, fit
+def config(args: argparse.Namespace, seed: int, bound: float | None) -> Any:
+    """The default TrainConfig for one (seed, bound), without wall-clock budgets."""
+    from training.train import TrainConfig
 
     base = TrainConfig.quick_preset() if args.quick else TrainConfig()
     # no wall-clock budgets: on a shared machine they would stop the text tuning and the
@@ -95,11 +92,22 @@ def run_one(dataset: Any, split: Split, args: argparse.Namespace, seed: int, bou
     seq = dataclasses.replace(base.seq, seed=seed, delta_bound=bound, max_minutes=1e6)
     if args.max_epochs:
         seq = dataclasses.replace(seq, epochs=args.max_epochs)
-    cfg = dataclasses.replace(
+    return dataclasses.replace(
         base, split=args.split, seed=seed, threads=args.threads, text=text, seq=seq
     )
+
+
+def run_one(dataset: Any, split: Split, cfg: Any, text: Any, quiet: bool):
+    """Train one (seed, bound)'s sequence stage on the seed's text stage; (arrays, metrics)."""
+    import torch
+
+    from training.offline_eval import query_metrics
+    from training.text_tower import encode_texts
+    from training.train import fit_sequence
+
+    seed, bound = cfg.seed, cfg.seq.delta_bound
     t0 = time.perf_counter()
-    fitted = fit(dataset, split, cfg, progress=not args.quiet)
+    fitted = fit_sequence(dataset, split, cfg, text, progress=not quiet)
     items = fitted.item_vectors
     content = fitted.sequence.space.export_content()
     enc = fitted.sequence.encoder
@@ -185,9 +193,10 @@ def main() -> int:
     runs: dict[tuple[int, float | None], tuple[dict, dict]] = {}
     splits: dict[int, Split] = {}
     for seed in seeds:
-        from training.train import TrainConfig
+        from training.train import TrainConfig, tune_text
 
         splits[seed] = make_split(ds, TrainConfig(split=args.split, seed=seed))
+        text = None  # the seed's text stage, shared by its bounds (it does not depend on them)
         for bound in bounds:
             stem = args.work / f"{args.dataset}-{args.split}-s{seed}-b{_bound_name(bound)}"
             if stem.with_suffix(".json").is_file():
@@ -197,7 +206,10 @@ def main() -> int:
                 continue
             else:
                 print(f"training seed {seed} bound {_bound_name(bound)}", flush=True)
-                arrays, metrics = run_one(ds, splits[seed], args, seed, bound)
+                cfg = config(args, seed, bound)
+                if text is None:
+                    text = tune_text(ds, splits[seed], cfg, progress=not args.quiet)
+                arrays, metrics = run_one(ds, splits[seed], cfg, text, args.quiet)
                 np.savez(stem.with_suffix(".npz"), **arrays)
                 stem.with_suffix(".json").write_text(json.dumps(metrics, indent=1))
             runs[(seed, bound)] = (arrays, metrics)

@@ -53,6 +53,7 @@ from training.sequence_model import SequenceModelConfig
 from training.sequence_train import SequenceTrainConfig, SequenceTrainResult
 from training.split import Split
 from training.text_finetune import TextTuneConfig, TextTuneReport
+from training.text_tower import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,17 @@ def make_split(ds: Dataset, cfg: TrainConfig) -> Split:
     return leave_one_out(ds.interactions)
 
 
+@dataclass
+class TunedText:
+    """The text stage of one run: the tuned tower and the catalog's text vectors."""
+
+    tokenizer: Tokenizer  # truncation at cfg.text.max_length
+    encoder: TextEncoder  # the tuned tower (LoRA merged), no offset yet
+    text_vectors: np.ndarray  # (N,D) float32, the tower's item vectors
+    tune: TextTuneReport
+    seconds: float
+
+
 def fit(
     ds: Dataset,
     split: Split,
@@ -173,8 +185,21 @@ def fit(
     ``cache_dir``: where a frozen tower's item vectors are cached across runs
     (``<cache_dir>/text-vectors``; None: not cached).
     """
-    from training.metrics import evaluate
-    from training.sequence_train import train_sequence_model
+    text = tune_text(ds, split, cfg, progress=progress, cache_dir=cache_dir)
+    return fit_sequence(ds, split, cfg, text, progress=progress)
+
+
+def tune_text(
+    ds: Dataset,
+    split: Split,
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+) -> TunedText:
+    """The text stage: tune the tower on the training sequences, embed the catalog. It
+    depends on ``cfg.text``, the split and the seed only, so several sequence configs
+    can share one (bench/item_bound.py)."""
     from training.text_finetune import fine_tune_text
     from training.text_tower import (
         cached_text_vectors,
@@ -189,10 +214,7 @@ def fit(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     catalog = ds.catalog
-    n_items = len(catalog)
-    log.info("dataset %s: %d items, %d test cases", ds.name, n_items, len(split.test))
-    timings: dict[str, float] = {}
-
+    log.info("dataset %s: %d items, %d test cases", ds.name, len(catalog), len(split.test))
     t = time.perf_counter()
     tok = load_tokenizer(minilm_dir() / "tokenizer.json", cfg.text.max_length)
     encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
@@ -211,8 +233,18 @@ def fit(
         text_vectors = encode_texts(
             encoder, tok, catalog.texts, progress=progress, desc="embed items"
         )
-    timings["text_s"] = time.perf_counter() - t
+    return TunedText(tok, encoder, text_vectors, tune, time.perf_counter() - t)
 
+
+def fit_sequence(
+    ds: Dataset, split: Split, cfg: TrainConfig, text: TunedText, *, progress: bool = True
+) -> Fitted:
+    """The sequence stage on a text stage's vectors: encoder + item residuals."""
+    from training.metrics import evaluate
+    from training.sequence_train import train_sequence_model
+
+    torch.set_num_threads(cfg.threads)
+    n_items = len(ds.catalog)
     rng = np.random.default_rng(cfg.seed)
     n_valid = len(split.valid)
     valid_subset = np.sort(
@@ -224,13 +256,15 @@ def fit(
 
     t = time.perf_counter()
     result = train_sequence_model(
-        split.train_sequences, text_vectors, validate, cfg.model, cfg.seq, progress=progress
+        split.train_sequences, text.text_vectors, validate, cfg.model, cfg.seq, progress=progress
     )
-    timings["sequence_s"] = time.perf_counter() - t
+    timings = {"text_s": text.seconds, "sequence_s": time.perf_counter() - t}
     # serve the tower with the learned offset baked in: queries and new items then
     # land exactly where cold items were trained to be (item_space.ServingTextEncoder)
-    serving = ServingTextEncoder(encoder, result.space.text_offset()).eval()
-    return Fitted(ds, split, tok, serving, result, result.space.export(), tune, timings)
+    serving = ServingTextEncoder(text.encoder, result.space.text_offset()).eval()
+    return Fitted(
+        ds, split, text.tokenizer, serving, result, result.space.export(), text.tune, timings
+    )
 
 
 class TrainedScorer:
