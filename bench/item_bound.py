@@ -130,7 +130,14 @@ def run_one(dataset: Any, split: Split, cfg: Any, text: Any, quiet: bool):
         with torch.no_grad():
             return encode_texts(fitted.text_encoder, fitted.tokenizer, texts, progress=False)
 
+    from training.queries import synthetic_queries
+
     metrics["text_query"] = query_metrics(encode, items, dataset.catalog, cfg.n_queries)
+    # the evaluation's queries (seed 0) and another draw of them (seed 1), for post-hoc looks
+    # at hubness remedies (choose on the second draw, report on the first)
+    for qseed in (0, 1):
+        qs = synthetic_queries(dataset.catalog, n=cfg.n_queries, seed=qseed)
+        arrays[f"queries{qseed}"] = encode([q.text for q in qs])
     # the same queries ranked by raw cosine, items without usable text included (before the rule)
     metrics["text_query_raw"] = query_metrics(
         encode, items, dataset.catalog, cfg.n_queries, text_evidence=False
