@@ -14,7 +14,9 @@ metrics) and the synthetic text queries
 (``training.offline_eval.query_metrics``), and saves the per-case NDCG@10, the item,
 content and query vectors in ``WORK/<dataset>-<split>-s<seed>-b<bound>.npz`` with its
 metrics in a ``.json`` beside it. A run already in WORK is loaded, not trained again, so
-the bench resumes and a later call with more bounds or seeds adds to the table.
+the bench resumes and a later call with more bounds or seeds adds to the table. A seed's
+tuned text stage is kept too (``...-s<seed>-text.pt``), so the bounds can be trained one
+call (one lock hold) at a time on the same tower.
 
 It then prints, per bound (seeds pooled): validation and test NDCG@10 of all, cold-target
 and warm-target cases, the cold/warm ratio, and each bound's NDCG@10 against the
@@ -95,6 +97,40 @@ def config(args: argparse.Namespace, seed: int, bound: float | None) -> Any:
     return dataclasses.replace(
         base, split=args.split, seed=seed, threads=args.threads, text=text, seq=seq
     )
+
+
+def save_text_stage(path: Path, text: Any) -> None:
+    """Keep a seed's tuned text stage, so a later call (one bound per lock hold on a shared
+    machine) trains only its sequence stage on the same tower."""
+    import torch
+
+    state = {
+        "encoder": text.encoder.state_dict(),
+        "text_vectors": text.text_vectors,
+        "tune": dataclasses.asdict(text.tune),
+        "seconds": text.seconds,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_text_stage(path: Path, cfg: Any) -> Any:
+    """The text stage :func:`save_text_stage` kept (LoRA is merged into plain modules, so
+    every mode's tower loads into the pretrained one)."""
+    import torch
+
+    from training.text_finetune import TextTuneReport
+    from training.text_tower import load_text_encoder, minilm_dir
+    from training.tokenization import load_tokenizer
+    from training.train import TunedText
+
+    state = torch.load(path, weights_only=False)
+    tok = load_tokenizer(minilm_dir() / "tokenizer.json", cfg.text.max_length)
+    encoder = load_text_encoder(Path(cfg.text_model_dir) if cfg.text_model_dir else None)
+    encoder.load_state_dict(state["encoder"])
+    tune = TextTuneReport(**state["tune"])
+    return TunedText(tok, encoder, state["text_vectors"], tune, state["seconds"])
 
 
 def run_one(dataset: Any, split: Split, cfg: Any, text: Any, quiet: bool):
@@ -204,6 +240,7 @@ def main() -> int:
 
         splits[seed] = make_split(ds, TrainConfig(split=args.split, seed=seed))
         text = None  # the seed's text stage, shared by its bounds (it does not depend on them)
+        text_file = args.work / f"{args.dataset}-{args.split}-s{seed}-text.pt"
         for bound in bounds:
             stem = args.work / f"{args.dataset}-{args.split}-s{seed}-b{_bound_name(bound)}"
             if stem.with_suffix(".json").is_file():
@@ -214,8 +251,11 @@ def main() -> int:
             else:
                 print(f"training seed {seed} bound {_bound_name(bound)}", flush=True)
                 cfg = config(args, seed, bound)
+                if text is None and text_file.is_file():
+                    text = load_text_stage(text_file, cfg)
                 if text is None:
                     text = tune_text(ds, splits[seed], cfg, progress=not args.quiet)
+                    save_text_stage(text_file, text)
                 arrays, metrics = run_one(ds, splits[seed], cfg, text, args.quiet)
                 np.savez(stem.with_suffix(".npz"), **arrays)
                 stem.with_suffix(".json").write_text(json.dumps(metrics, indent=1))
