@@ -117,6 +117,29 @@ def target_query(dataset: Dataset, row: int, rng: np.random.Generator) -> TextQu
     )
 
 
+def served_requests(
+    dataset: Dataset, cases: EvalCases, queries: Sequence[TextQuery]
+) -> dict[str, list[Request]]:
+    """The requests :func:`serve` sends, by slice: ``warm`` (the test cases' histories),
+    ``text`` (the synthetic queries), ``warm+query`` (a test case's history with a
+    query made from its target; only targets with genres and a year) and ``short``
+    (the last ``SHORT`` history items)."""
+    ids = dataset.catalog.item_ids
+    warm = [
+        Request(f"u{int(u)}", history=[ids[r] for r in h], k=K)
+        for u, h in zip(cases.users, cases.histories, strict=True)
+    ]
+    text = [Request(f"q{i}", query=q.text, query_age_s=0.0, k=K) for i, q in enumerate(queries)]
+    rng = np.random.default_rng(0)
+    mixed = [
+        dataclasses.replace(warm[i], query=q.text, query_age_s=0.0)
+        for i, t in enumerate(cases.targets)
+        if (q := target_query(dataset, int(t), rng)) is not None
+    ]
+    short = [Request(r.user_id, history=list(r.history)[-SHORT:], k=K) for r in warm]
+    return {"warm": warm, "text": text, "warm+query": mixed, "short": short}
+
+
 def serve(
     rec: OnnxRecommender,
     dataset: Dataset,
@@ -127,17 +150,13 @@ def serve(
     progress: bool = True,
 ) -> Served:
     """Run the served path over the warm cases, the text queries and warm+query cases."""
-    ids = dataset.catalog.item_ids
-    row_of = {iid: r for r, iid in enumerate(ids)}
+    row_of = {iid: r for r, iid in enumerate(dataset.catalog.item_ids)}
     label = (lambda s: s) if progress else (lambda s: "")
-    warm_req = [
-        Request(f"u{int(u)}", history=[ids[r] for r in h], k=K)
-        for u, h in zip(cases.users, cases.histories, strict=True)
-    ]
-    warm = _rank_metrics(_served_rows(rec, warm_req, row_of, batch, label("warm")), cases.targets)
+    reqs = served_requests(dataset, cases, queries)
+    top = _served_rows(rec, reqs["warm"], row_of, batch, label("warm"))
+    warm = _rank_metrics(top, cases.targets)
 
-    text_req = [Request(f"q{i}", query=q.text, query_age_s=0.0, k=K) for i, q in enumerate(queries)]
-    top = _served_rows(rec, text_req, row_of, batch, label("text"))
+    top = _served_rows(rec, reqs["text"], row_of, batch, label("text"))
     text = {
         "genre_precision@10": genre_precision_at_k(top, queries, dataset.catalog, k=K),
         "decade_precision@10": decade_precision_at_k(top, queries, dataset.catalog, k=K),
@@ -145,23 +164,15 @@ def serve(
         "n_queries": len(queries),
     }
 
-    rng = np.random.default_rng(0)
-    mixed = [
-        (i, q)
-        for i, t in enumerate(cases.targets)
-        if (q := target_query(dataset, int(t), rng)) is not None
-    ]
-    mixed_req = [dataclasses.replace(warm_req[i], query=q.text, query_age_s=0.0) for i, q in mixed]
-    mixed_q = [q for _, q in mixed]
-    top = _served_rows(rec, mixed_req, row_of, batch, label("warm+query"))
+    rng = np.random.default_rng(0)  # the same queries served_requests made
+    mixed_q = [q for t in cases.targets if (q := target_query(dataset, int(t), rng)) is not None]
+    top = _served_rows(rec, reqs["warm+query"], row_of, batch, label("warm+query"))
     warm_query = {
         **_rank_metrics(top, np.asarray([q.target for q in mixed_q])),
         "genre_precision@10": genre_precision_at_k(top, mixed_q, dataset.catalog, k=K),
     }
-    short_req = [Request(r.user_id, history=list(r.history)[-SHORT:], k=K) for r in warm_req]
-    short = _rank_metrics(
-        _served_rows(rec, short_req, row_of, batch, label("short")), cases.targets
-    )
+    top = _served_rows(rec, reqs["short"], row_of, batch, label("short"))
+    short = _rank_metrics(top, cases.targets)
     return Served(warm, text, warm_query, short)
 
 

@@ -170,6 +170,19 @@ def fuse_dense(
     return np.where(finite, w_seq * z + w_pop * zp, -np.inf)
 
 
+# Cosines this close count as equal when picking the history item that explains a pick:
+# equal vectors (an item clicked twice, or two items with the same text) come out of a
+# matrix product a rounding apart depending on their column, so without it the reason
+# would depend on the product's shape (the batch) rather than on the user.
+NEAREST_TIE = 1e-6
+
+
+def nearest_history(sims: np.ndarray) -> np.ndarray:
+    """Per row of ``sims`` (..., H), the first (oldest) history index within
+    :data:`NEAREST_TIE` of the row's best cosine."""
+    return np.argmax(sims >= sims.max(axis=-1, keepdims=True) - NEAREST_TIE, axis=-1)
+
+
 @dataclass(frozen=True)
 class Fused:
     row: int
@@ -206,8 +219,8 @@ def fuse(
 
     ``because`` is the query text when the query search proposed the item and
     the query's weighted contribution beats the sequence's, else the history
-    item nearest to the item; None for an item only the popularity prior
-    proposed.
+    item nearest to the item (:func:`nearest_history`); None for an item only the
+    popularity prior proposed.
     """
     parts = [np.asarray(candidates.get(name, ()), dtype=np.int64) for name in _ORDER]
     allrows = np.concatenate(parts)  # (sum P,)
@@ -238,7 +251,7 @@ def fuse(
     nearest: np.ndarray | None = None
     if len(history_rows):
         sims = cand[top] @ vectors[history_rows].T  # (k, H)
-        nearest = np.argmax(sims, axis=1)
+        nearest = nearest_history(sims)
     out = []
     for j, i in enumerate(top.tolist()):
         found_by = _SOURCES[mask[i]]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -234,6 +235,20 @@ class ItemIndex:
 
     def row(self, item_id: str) -> int | None:
         return self._state.rows.get(item_id)
+
+    def rows_of(self, item_ids: Iterable[str]) -> list[int | None]:
+        """:meth:`row` of each id, in order (one dict lookup each, no Python call)."""
+        return list(map(self._state.rows.get, item_ids))
+
+    @property
+    def search_depth(self) -> int | None:
+        """The k up to which every search explores the same way, so a shallower search's
+        hits are the first hits of a deeper one: HNSW's efSearch (FAISS explores
+        ``max(efSearch, k)``); None for an exact index, where that holds for every k."""
+        st = self._state
+        if not st.is_hnsw:
+            return None
+        return int(self.ef_search or st.index.hnsw.efSearch)
 
     def item_id(self, row: int) -> str | None:
         """The item at ``row``, or None when it was deleted or replaced."""

@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference.batch_fusion import BatchFused, fuse_batch
 from inference.bundle import Bundle, load_bundle
 from inference.bundle.manifest import TOKENIZER, Manifest
 from inference.encoders import SequenceEncoder, TextEncoder
 from inference.errors import InferenceError
-from inference.fusion import Calibration, fuse, fusion_weights
+from inference.fusion import _SOURCES, Calibration, fusion_weights
 from inference.index import ItemIndex, load_index
 from inference.providers import faiss_device, onnx_plan
 from inference.settings import InferenceSettings
-from inference.types import Request, Result, ScoredItem, Source
+from inference.types import Request, Result, ScoredItem
 
 if TYPE_CHECKING:
     from inference.online import LearnedItem, PopularityScale
@@ -81,7 +82,7 @@ class OnnxRecommender:
                 bundle.vectors,
                 bundle.popularity,
                 kind=m.index.kind,
-                ef_search=s.ef_search or m.index.params.get("efSearch"),
+                ef_search=served_ef_search(s, m.index.params.get("efSearch")),
                 hnsw_m=int(m.index.params.get("M", 32)),
                 ef_construction=int(m.index.params.get("efConstruction", 40)),
                 device=faiss_device(s.faiss_device),
@@ -260,6 +261,7 @@ class OnnxRecommender:
         import faiss
 
         faiss.omp_set_num_threads(self.settings.faiss_threads)
+        limit_blas_threads(self.settings.blas_threads)  # process-wide: any thread may call
 
     def maintain(self) -> bool:
         """Compact a tombstoned HNSW index when it asks for it (call off the hot path)."""
@@ -278,64 +280,94 @@ class OnnxRecommender:
             return []
         t = {"encode_text": 0.0, "encode_sequence": 0.0, "search": 0.0, "fuse": 0.0}
         idx, s = self.index, self.settings
-        vectors = idx.vectors
-
-        # Rows of history / excluded items (unknown ids skipped).
-        hist_rows: list[np.ndarray] = []
-        hist_ids: list[list[str]] = []
-        excluded: list[np.ndarray] = []
-        for req in requests:
-            pairs = [(r, iid) for iid in req.history if (r := idx.row(iid)) is not None]
-            hist_rows.append(np.array([r for r, _ in pairs], dtype=np.int64))
-            hist_ids.append([iid for _, iid in pairs])
-            ex = {r for iid in req.exclude if (r := idx.row(iid)) is not None}
-            excluded.append(np.fromiter(ex.union(r for r, _ in pairs), dtype=np.int64))
+        c = s.candidates
+        b = len(requests)
+        batch = _Rows.of(requests, idx)
 
         t0 = time.perf_counter()
         qvecs = self._query_vectors(requests)
         t1 = time.perf_counter()
-        with_hist = [i for i, rows in enumerate(hist_rows) if len(rows)]
-        uvecs_arr = self.sequence_encoder.encode([hist_rows[i] for i in with_hist], vectors)
-        uvecs: dict[int, np.ndarray] = dict(zip(with_hist, uvecs_arr, strict=True))
+        with_hist = [i for i, rows in enumerate(batch.history) if len(rows)]
+        user = np.zeros((b, self.dim), dtype=np.float32)  # (B, D)
+        if with_hist:
+            user[with_hist] = self.sequence_encoder.encode(
+                [batch.history[i] for i in with_hist], idx.vectors
+            )
+        query = np.zeros((b, self.dim), dtype=np.float32)  # (B, D)
+        for i, v in qvecs.items():
+            query[i] = v
         t2 = time.perf_counter()
         t["encode_text"], t["encode_sequence"] = t1 - t0, t2 - t1
 
-        c = s.candidates
-        seq_hits = self._search(uvecs, c.sequence, requests, excluded)
-        q_hits = self._search(qvecs, c.query, requests, excluded)
-        pops = idx.popular(c.popular + max((len(e) for e in excluded), default=0))
+        seq_rows = self._search(user, with_hist, c.sequence, requests, batch)  # (B, Ws)
+        q_rows = self._search(query, list(qvecs), c.query, requests, batch)  # (B, Wq)
+        pop_rows = batch.first(idx.popular(c.popular + int(batch.n_excluded.max())), c.popular)
         t3 = time.perf_counter()
         t["search"] = t3 - t2
 
-        vectors, popularity = idx.vectors, idx.popularity  # may have grown by an upsert
+        has_query = np.zeros(b, dtype=bool)
+        has_query[list(qvecs)] = True
+        ws = [
+            fusion_weights(len(h), bool(q), req.query_age_s, s.fusion)
+            for h, q, req in zip(batch.history, has_query, requests, strict=True)
+        ]
+        weights = np.array(
+            [(w.sequence, w.query, w.popularity) for w in ws], dtype=np.float32
+        )  # (B, 3)
+        parts = (seq_rows, q_rows, pop_rows)
+        fused = fuse_batch(
+            rows=np.concatenate(parts, axis=1),
+            bits=np.concatenate(
+                [np.full(p.shape, 1 << bit, dtype=np.int8) for bit, p in enumerate(parts)], axis=1
+            ),
+            vectors=idx.vectors,  # may have grown by an upsert since the search
+            popularity=idx.popularity,
+            weights=weights,
+            user_vectors=user,
+            has_user=np.array([len(h) > 0 for h in batch.history]),
+            query_vectors=query,
+            has_query=has_query,
+            history_rows=batch.padded_history(),
+            k=np.array([max(min(req.k, len(idx)), 0) for req in requests], dtype=np.int64),
+            calibration=self._calibration,
+        )
+        results = self._results(requests, fused, batch, qvecs, user)
+        t["fuse"] = time.perf_counter() - t3
+        for res in results:
+            res.timings.update(t)
+        return results
+
+    def _results(
+        self,
+        requests: Sequence[Request],
+        fused: BatchFused,
+        batch: _Rows,
+        qvecs: dict[int, np.ndarray],
+        user: np.ndarray,
+    ) -> list[Result]:
+        """One :class:`Result` per request from the batch's fused arrays."""
+        item_id = self.index.item_id
+        rows, scores, bits = fused.rows.tolist(), fused.scores.tolist(), fused.bits.tolist()
+        nearest, query_wins = fused.nearest.tolist(), fused.query_wins.tolist()
         results = []
         for i, req in enumerate(requests):
-            has_q = i in qvecs
-            w = fusion_weights(len(hist_rows[i]), has_q, req.query_age_s, s.fusion)
-            cands: dict[Source, np.ndarray] = {"popular": _first(pops, excluded[i], c.popular)}
-            if i in seq_hits:
-                cands["sequence"] = seq_hits[i]
-            if i in q_hits:
-                cands["query"] = q_hits[i]
-            fused = fuse(
-                candidates=cands,
-                vectors=vectors,
-                popularity=popularity,
-                weights=w,
-                user_vector=uvecs.get(i),
-                query_vector=qvecs.get(i),
-                query_text=_clean(req.query),
-                history_rows=hist_rows[i],
-                history_ids=hist_ids[i],
-                excluded_rows=excluded[i],
-                k=max(min(req.k, len(idx)), 0),
-                calibration=self._calibration,
-            )
-            items = [
-                ScoredItem(iid, f.score, f.sources, f.because)
-                for f in fused
-                if (iid := idx.item_id(f.row)) is not None  # deleted while we ran
-            ]
+            text = _clean(req.query)
+            ids = batch.history_ids[i]
+            items = []
+            for j in range(int(fused.counts[i])):
+                iid = item_id(rows[i][j])
+                if iid is None:  # deleted while we ran
+                    continue
+                found = _SOURCES[bits[i][j]]
+                because: str | None = None
+                if found != ("popular",):  # a popular-only pick has no personal reason
+                    if text and "query" in found and query_wins[i][j]:
+                        because = text
+                    elif nearest[i][j] >= 0:
+                        because = ids[nearest[i][j]]
+                    elif text and "query" in found:
+                        because = text
+                items.append(ScoredItem(iid, scores[i][j], found, because))
             results.append(
                 Result(
                     req.user_id,
@@ -343,12 +375,9 @@ class OnnxRecommender:
                     self.model_version,
                     qvecs.get(i),
                     {},
-                    user_vector=uvecs.get(i),
+                    user_vector=user[i] if len(batch.history[i]) else None,
                 )
             )
-        t["fuse"] = time.perf_counter() - t3
-        for res in results:
-            res.timings.update(t)
         return results
 
     # -- helpers ----------------------------------------------------------------------
@@ -376,44 +405,63 @@ class OnnxRecommender:
 
     def _search(
         self,
-        vecs: dict[int, np.ndarray],
+        vecs: np.ndarray,
+        members: list[int],
         pool: int,
         requests: Sequence[Request],
-        excluded: list[np.ndarray],
-    ) -> dict[int, np.ndarray]:
-        """Per request, the first ``max(pool, k)`` non-excluded rows of its search.
+        batch: _Rows,
+    ) -> np.ndarray:
+        """Per member request, the first ``max(pool, k)`` non-excluded rows of its search:
+        (B, W) int64, ``-1`` padded (rows of non-members are all padding).
 
-        Every request is searched with ``k = max(pool, its k) + extra``, where
-        ``extra`` is its excluded-item count rounded up to a multiple of 8 and
-        capped at ``exclusion_margin`` (equal ``k`` share one FAISS call; HNSW
-        work grows with ``k``, so a short history does not pay for a long one's
-        margin). A request whose excluded items ate more than that is searched
-        again alone with room for all of them. Both depend on the request only,
-        so batching never changes its result.
+        A request's search depth is ``max(pool, its k) + extra``, ``extra`` being its
+        excluded-item count rounded up to a multiple of 8 and capped at
+        ``exclusion_margin``; a request whose excluded items ate more than that is
+        searched again alone with room for all of them. The batch shares one FAISS
+        call at the deepest depth, whose first hits are each shallower search's:
+        exact for a flat index, and for HNSW because every regular search explores
+        with the same efSearch (``ItemIndex.search_depth``, at least the deepest
+        regular depth). A request deeper than that (k above the pool) is searched
+        with its own depth, as before. Either way a request's candidates never
+        depend on the other requests in its batch.
         """
+        b = len(requests)
+        if not members:
+            return np.full((b, 0), -1, dtype=np.int64)
         margin = self.settings.candidates.exclusion_margin
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i in vecs:
-            extra = min(margin, -(-len(excluded[i]) // 8) * 8)
-            groups[self._want(pool, requests[i]) + extra].append(i)
-        out: dict[int, np.ndarray] = {}
+        mem = np.asarray(members, dtype=np.int64)
+        want = np.array([self._want(pool, requests[i]) for i in members], dtype=np.int64)
+        extra = np.minimum(margin, -(-batch.n_excluded[mem] // 8) * 8)
+        depth = want + extra
+        out = np.full((b, int(want.max())), -1, dtype=np.int64)
+        shared = self.index.search_depth
+        groups = (
+            [np.arange(len(mem))]
+            if shared is None
+            else [np.flatnonzero(depth <= shared)]
+            + [np.flatnonzero(depth == d) for d in np.unique(depth[depth > shared])]
+        )
         retry: list[int] = []
-        for k, members in groups.items():
-            batch = (
-                vecs[members[0]][None]
-                if len(members) == 1
-                else np.stack([vecs[i] for i in members])
-            )
-            _, rows = self.index.search(batch, k)
-            for j, i in enumerate(members):
-                want = self._want(pool, requests[i])
-                out[i] = _first(rows[j], excluded[i], want)
-                if len(out[i]) < want and rows[j, -1] >= 0:  # short, catalog not exhausted
-                    retry.append(i)
+        for g in groups:
+            if len(g) == 0:
+                continue
+            _, rows = self.index.search(vecs[mem[g]], int(depth[g].max()))  # (m, k)
+            d = np.minimum(depth[g], rows.shape[1])  # each member's own depth
+            inside = (rows >= 0) & (np.arange(rows.shape[1])[None, :] < d[:, None])
+            keep = inside & ~batch.excluded(mem[g], rows)
+            rank = np.cumsum(keep, axis=1)
+            take = keep & (rank <= want[g, None])
+            r, j = np.nonzero(take)
+            out[mem[g][r], rank[r, j] - 1] = rows[r, j]
+            last = rows[np.arange(len(g)), d - 1]
+            short = (take.sum(1) < want[g]) & (last >= 0)  # catalog not exhausted
+            retry += mem[g][short].tolist()
         for i in retry:
-            want = self._want(pool, requests[i])
-            _, rows = self.index.search(vecs[i][None], want + len(excluded[i]))
-            out[i] = _first(rows[0], excluded[i], want)
+            n = self._want(pool, requests[i])
+            _, rows = self.index.search(vecs[i][None], n + int(batch.n_excluded[i]))
+            kept = rows[0][(rows[0] >= 0) & ~batch.excluded(np.array([i]), rows)[0]][:n]
+            out[i] = -1
+            out[i, : len(kept)] = kept
         return out
 
     def _want(self, pool: int, req: Request) -> int:
@@ -442,24 +490,90 @@ def _popularity_scale(manifest: Manifest) -> PopularityScale | None:
     return PopularityScale(entry.clicks_at_max, entry.as_of)
 
 
-def _first(rows: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` rows that are valid (>= 0) and not excluded."""
-    keep = rows >= 0
-    if len(excluded):
-        keep &= ~_member(rows, excluded)
-    return rows[keep][:n]
+class _Rows:
+    """A batch's item ids as catalog rows: each request's history (oldest first) and
+    excluded rows (its history and ``exclude``), unknown ids skipped."""
 
+    def __init__(
+        self, history: list[np.ndarray], history_ids: list[list[str]], excluded: list[np.ndarray]
+    ) -> None:
+        self.history = history
+        self.history_ids = history_ids
+        self.n_excluded = np.array([len(e) for e in excluded], dtype=np.int64)  # (B,)
+        # (request, row) pairs as one sorted int64 key each: the whole batch's exclusion
+        # test is one np.isin, not one per request
+        self._keys = np.sort(
+            np.concatenate([(i << 32) | e for i, e in enumerate(excluded)])
+            if excluded
+            else np.zeros(0, dtype=np.int64)
+        )
 
-def _member(rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
-    """``np.isin`` without its set-up cost for the usual small arrays."""
-    if len(rows) * len(excluded) <= 65_536:
-        return (rows[:, None] == excluded[None, :]).any(axis=1)
-    return np.isin(rows, excluded)
+    @classmethod
+    def of(cls, requests: Sequence[Request], index: ItemIndex) -> _Rows:
+        history, history_ids, excluded = [], [], []
+        for req in requests:
+            ids = [iid for iid in req.history]
+            rows = index.rows_of(ids)
+            pairs = [(r, iid) for r, iid in zip(rows, ids, strict=True) if r is not None]
+            h = np.array([r for r, _ in pairs], dtype=np.int64)
+            history.append(h)
+            history_ids.append([iid for _, iid in pairs])
+            ex = {r for r in index.rows_of(req.exclude) if r is not None}
+            ex.update(h.tolist())
+            excluded.append(np.fromiter(ex, dtype=np.int64, count=len(ex)))
+        return cls(history, history_ids, excluded)
+
+    def excluded(self, requests: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(m, k) bool: ``rows[j]`` holds rows excluded for request ``requests[j]``."""
+        if len(self._keys) == 0:
+            return np.zeros(rows.shape, dtype=bool)
+        keys = (requests[:, None] << 32) | np.maximum(rows, 0)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return (self._keys[pos] == keys) & (rows >= 0)
+
+    def first(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """(B, n): per request the first ``n`` of ``rows`` (K,) it does not exclude."""
+        b = len(self.history)
+        out = np.full((b, n), -1, dtype=np.int64)
+        if n == 0 or len(rows) == 0:
+            return out
+        every = np.broadcast_to(rows, (b, len(rows)))
+        keep = (every >= 0) & ~self.excluded(np.arange(b), every)
+        rank = np.cumsum(keep, axis=1)
+        r, j = np.nonzero(keep & (rank <= n))
+        out[r, rank[r, j] - 1] = every[r, j]
+        return out
+
+    def padded_history(self) -> np.ndarray:
+        """(B, H) history rows, ``-1`` padded at the end."""
+        h = max((len(x) for x in self.history), default=0)
+        out = np.full((len(self.history), h), -1, dtype=np.int64)
+        for i, x in enumerate(self.history):
+            out[i, : len(x)] = x
+        return out
 
 
 def _clean(text: str | None) -> str | None:
     text = (text or "").strip()
     return text or None
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Cap every loaded BLAS (numpy's, FAISS's) at ``threads`` threads, process-wide."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def served_ef_search(settings: InferenceSettings, manifest_ef: int | None) -> int:
+    """HNSW efSearch: the setting, else the manifest's, raised to the deepest regular
+    search (``max(pool) + exclusion_margin``) so that every regular search explores
+    alike whatever its k and one FAISS call serves a whole batch. FAISS would explore
+    with ``max(efSearch, k)`` anyway; raising the floor only adds recall."""
+    c = settings.candidates
+    return max(
+        settings.ef_search or manifest_ef or 64, max(c.sequence, c.query) + c.exclusion_margin
+    )
 
 
 def load_recommender(path: Path, settings: InferenceSettings | None = None) -> OnnxRecommender:

@@ -273,3 +273,112 @@ def build_tiny_bundle(
             fusion = bf.FusionEntry(popularity_weight_warm=popularity_weight_warm)
             manifest = manifest.model_copy(update={"fusion": fusion})
         return stage.seal(manifest)
+
+
+def reference_recommend_batch(rec: Any, requests: list[Any]) -> list[list[Any]]:
+    """What ``OnnxRecommender.recommend_batch`` returned before it was vectorised (the
+    oracle its tests and bench/serving_parity.py compare with): per request, its
+    ``ScoredItem`` list, from :func:`inference.fusion.fuse` one request at a time,
+    FAISS searched per group of equal depth, and every history padded to the
+    sequence encoder's ``max_length``. Same settings, same answers: scores may
+    differ in the last float bits, never the order, sources or reasons.
+    """
+    from collections import defaultdict
+
+    from inference.fusion import fuse, fusion_weights
+    from inference.types import ScoredItem
+
+    idx, s = rec.index, rec.settings
+    c = s.candidates
+    vectors = idx.vectors
+    hist_rows, hist_ids, excluded = [], [], []
+    for req in requests:
+        pairs = [(r, iid) for iid in req.history if (r := idx.row(iid)) is not None]
+        hist_rows.append(np.array([r for r, _ in pairs], dtype=np.int64))
+        hist_ids.append([iid for _, iid in pairs])
+        ex = {r for iid in req.exclude if (r := idx.row(iid)) is not None}
+        excluded.append(np.fromiter(ex.union(r for r, _ in pairs), dtype=np.int64))
+    qvecs: dict[int, np.ndarray] = {}
+    todo: dict[str, list[int]] = defaultdict(list)
+    for i, req in enumerate(requests):
+        v = req.query_vector
+        if v is not None:
+            v = np.asarray(v, dtype=np.float32).reshape(-1)
+            if v.shape == (rec.dim,) and np.all(np.isfinite(v)):
+                qvecs[i] = v
+                continue
+        text = (req.query or "").strip()
+        if text:
+            todo[text].append(i)
+    if todo:
+        texts = list(todo)
+        for text, vec in zip(texts, rec.text_encoder.encode(texts), strict=True):
+            for i in todo[text]:
+                qvecs[i] = vec
+    enc = rec.sequence_encoder
+    with_hist = [i for i, rows in enumerate(hist_rows) if len(rows)]
+    uvecs: dict[int, np.ndarray] = {}
+    if with_hist:
+        seq, mask = enc.pack([hist_rows[i] for i in with_hist], vectors)  # max_length
+        out = enc._session.run([enc._output], {"item_vectors": seq, "mask": mask})[0]
+        out = np.asarray(out, dtype=np.float32)
+        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        uvecs = dict(zip(with_hist, out.astype(np.float32), strict=True))
+
+    def first(rows: np.ndarray, ex: np.ndarray, n: int) -> np.ndarray:
+        keep = rows >= 0
+        if len(ex):
+            keep &= ~np.isin(rows, ex)
+        return rows[keep][:n]
+
+    def want(pool: int, req: Any) -> int:
+        return max(1, min(max(pool, req.k), len(idx)))
+
+    def search(vecs: dict[int, np.ndarray], pool: int) -> dict[int, np.ndarray]:
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i in vecs:
+            extra = min(c.exclusion_margin, -(-len(excluded[i]) // 8) * 8)
+            groups[want(pool, requests[i]) + extra].append(i)
+        out: dict[int, np.ndarray] = {}
+        for k, members in groups.items():
+            _, rows = idx.search(np.stack([vecs[i] for i in members]), k)
+            for j, i in enumerate(members):
+                n = want(pool, requests[i])
+                out[i] = first(rows[j], excluded[i], n)
+                if len(out[i]) < n and rows[j, -1] >= 0:
+                    _, alone = idx.search(vecs[i][None], n + len(excluded[i]))
+                    out[i] = first(alone[0], excluded[i], n)
+        return out
+
+    seq_hits, q_hits = search(uvecs, c.sequence), search(qvecs, c.query)
+    pops = idx.popular(c.popular + max((len(e) for e in excluded), default=0))
+    results = []
+    for i, req in enumerate(requests):
+        w = fusion_weights(len(hist_rows[i]), i in qvecs, req.query_age_s, s.fusion)
+        cands: dict[Any, np.ndarray] = {"popular": first(pops, excluded[i], c.popular)}
+        if i in seq_hits:
+            cands["sequence"] = seq_hits[i]
+        if i in q_hits:
+            cands["query"] = q_hits[i]
+        fused = fuse(
+            candidates=cands,
+            vectors=vectors,
+            popularity=idx.popularity,
+            weights=w,
+            user_vector=uvecs.get(i),
+            query_vector=qvecs.get(i),
+            query_text=(req.query or "").strip() or None,
+            history_rows=hist_rows[i],
+            history_ids=hist_ids[i],
+            excluded_rows=excluded[i],
+            k=max(min(req.k, len(idx)), 0),
+            calibration=rec._calibration,
+        )
+        results.append(
+            [
+                ScoredItem(iid, f.score, f.sources, f.because)
+                for f in fused
+                if (iid := idx.item_id(f.row)) is not None
+            ]
+        )
+    return results
