@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.fusion import _MIN_STD, Calibration, nearest_history
+from inference.fusion import _MIN_STD, _ORDER, Calibration, nearest_history
 
 _PAD = np.iinfo(np.int64).max  # sorts after every real row
+_QUERY_BIT = 1 << _ORDER.index("query")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def fuse_batch(
     history_rows: np.ndarray,
     k: np.ndarray,
     calibration: Calibration | None = None,
+    text_evidence: np.ndarray | None = None,
 ) -> BatchFused:
     """The top ``k[b]`` candidates of every request ``b``, best first.
 
@@ -117,8 +119,13 @@ def fuse_batch(
     sequence, query and popularity weights (:func:`~inference.fusion.fusion_weights`);
     ``user_vectors``/``query_vectors`` (B, D) float32, read where ``has_user`` /
     ``has_query`` (B,) bool; ``history_rows`` (B, H) int64, ``-1`` padded, oldest
-    first; ``k`` (B,) int64.
+    first; ``k`` (B,) int64; ``text_evidence`` (N,) bool by row, False for an item
+    without usable text: the query source's entries of it are dropped and its query
+    term is 0, as in ``fuse`` (None: every item has text).
     """
+    if text_evidence is not None:  # the query source never proposes an item without text
+        textless = ~text_evidence[np.where(rows >= 0, rows, 0)]
+        rows = np.where((rows >= 0) & (bits & _QUERY_BIT != 0) & textless, -1, rows)
     urows, ubits = union(rows, bits)  # (B, C)
     b = len(urows)
     valid = urows >= 0
@@ -128,6 +135,8 @@ def fuse_batch(
     cal = calibration
     seq_part = _source_part(cand, user_vectors, has_user & (w[:, 0] > 0), w[:, 0], cal)
     q_part = _source_part(cand, query_vectors, has_query & (w[:, 1] > 0), w[:, 1], cal)
+    if text_evidence is not None:
+        q_part = np.where(text_evidence[safe], q_part, np.float32(0.0))
     pop = popularity[safe]  # (B, C)
     pop_z = cal.popularity_z(pop) if cal else pop
     score = seq_part + q_part + w[:, 2, None] * pop_z  # (B, C)

@@ -212,10 +212,17 @@ def fuse(
     excluded_rows: np.ndarray,
     k: int,
     calibration: Calibration | None = None,
+    text_evidence: np.ndarray | None = None,
 ) -> list[Fused]:
     """Top-``k`` candidates (excluded rows dropped), best first; ties broken by row.
 
     Source scores are standardised with ``calibration`` (None: mixed raw).
+
+    ``text_evidence`` (N,) bool by row: False for an item without usable text
+    (:mod:`inference.text_evidence`). Such an item is not taken from the query
+    source's candidates and its query term is 0 (with a calibration: the catalog
+    average), so a query can neither propose it nor lift it; behaviour and popularity
+    still rank it. None: every item has text.
 
     ``because`` is the query text when the query search proposed the item and
     the query's weighted contribution beats the sequence's, else the history
@@ -223,6 +230,9 @@ def fuse(
     popularity prior proposed.
     """
     parts = [np.asarray(candidates.get(name, ()), dtype=np.int64) for name in _ORDER]
+    if text_evidence is not None:  # the query source never proposes an item without text
+        q = parts[1][parts[1] >= 0]
+        parts[1] = q[text_evidence[q]]
     allrows = np.concatenate(parts)  # (sum P,)
     bits = np.concatenate([np.full(len(p), 1 << b, dtype=np.int8) for b, p in enumerate(parts)])
     keep = allrows >= 0
@@ -243,6 +253,8 @@ def fuse(
     if query_vector is not None and weights.query > 0:
         sims = cand @ query_vector  # (C,)
         q_part = weights.query * (cal.vector_z(sims, query_vector) if cal else sims)
+        if text_evidence is not None:
+            q_part = np.where(text_evidence[rows], q_part, np.float32(0.0))
     pop = popularity[rows]
     pop_part = weights.popularity * (cal.popularity_z(pop) if cal else pop)
     score = seq_part + q_part + pop_part  # (C,)

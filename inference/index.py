@@ -51,7 +51,8 @@ _RESERVE_MAX_ROWS = 50_000
 
 @dataclass
 class _Journal:
-    ops: list[tuple[str, str, np.ndarray | None, float]]
+    # (op, item id, vector, popularity or scale factor, has text)
+    ops: list[tuple[str, str, np.ndarray | None, float, bool]]
 
 
 class _State:
@@ -64,6 +65,7 @@ class _State:
         vectors: np.ndarray,
         popularity: np.ndarray,
         tombstone: bool,
+        has_text: np.ndarray | None = None,
     ) -> None:
         n, dim = vectors.shape
         self.index = index
@@ -79,6 +81,10 @@ class _State:
         self.pop[:n] = popularity
         self.live = np.zeros(cap, dtype=bool)
         self.live[:n] = [iid is not None for iid in ids]
+        # False: the item's text is no evidence for a text match (inference.text_evidence)
+        self.text = np.ones(cap, dtype=bool)
+        if has_text is not None:
+            self.text[:n] = has_text
         self.dead: set[int] = {r for r, iid in enumerate(ids) if iid is None}
         self.selector: Any = None  # (IDSelectorBatch, IDSelectorNot) kept alive together
         self.params: dict[int, Any] = {}  # efSearch → SearchParametersHNSW (uses `selector`)
@@ -89,37 +95,46 @@ class _State:
 
     def _grow(self) -> None:
         cap = self.vec.shape[0] * 2
-        for name in ("vec", "pop", "live"):
+        for name in ("vec", "pop", "live", "text"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)  # readers holding the old array keep valid data
 
-    def _append(self, item_id: str, vector: np.ndarray, popularity: float) -> int:
+    def _append(self, item_id: str, vector: np.ndarray, popularity: float, has_text: bool) -> int:
         if self.n == self.vec.shape[0]:
             self._grow()
         if self.n >= self.reserved:
             self.reserved = reserve_index(self.index, _with_headroom(self.n))
         row = self.n
         self.vec[row], self.pop[row], self.live[row] = vector, popularity, True
+        self.text[row] = has_text
         self.ids.append(item_id)
         self.rows[item_id] = row
         self.n += 1
         return row
 
-    def upsert(self, item_id: str, vector: np.ndarray, popularity: float | None) -> int:
+    def upsert(
+        self,
+        item_id: str,
+        vector: np.ndarray,
+        popularity: float | None,
+        has_text: bool | None = None,
+    ) -> int:
         row = self.rows.get(item_id)
         if popularity is None:  # keep a replaced item's prior; a new item starts at 0
             popularity = float(self.pop[row]) if row is not None else 0.0
+        if has_text is None:  # keep a replaced item's text flag; a new item has text
+            has_text = bool(self.text[row]) if row is not None else True
         vec = vector.reshape(1, -1)
         if row is not None and not self.tombstone:
             self.index.remove_ids(np.array([row], dtype=np.int64))
             self.index.add_with_ids(vec, np.array([row], dtype=np.int64))
-            self.vec[row], self.pop[row] = vector, popularity
+            self.vec[row], self.pop[row], self.text[row] = vector, popularity, has_text
         else:
             if row is not None:
                 self._kill(row)
-            new = self._append(item_id, vector, popularity)
+            new = self._append(item_id, vector, popularity, has_text)
             if self.is_hnsw:
                 self.index.add(vec)  # HNSW labels are insertion order = row
                 if self.index.ntotal != self.n:
@@ -195,7 +210,10 @@ class ItemIndex:
         ef_construction: int = 40,
         device: Literal["cpu", "gpu"] = "cpu",
         rebuild_ratio: float = 0.2,
+        has_text: np.ndarray | None = None,
     ) -> None:
+        """``has_text`` (N,) bool: which items' text is evidence for a text match
+        (:mod:`inference.text_evidence`); None: every item's."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if index.ntotal != len(item_ids) or vectors.shape[0] != len(item_ids):
             raise BundleManifestError(
@@ -214,7 +232,11 @@ class ItemIndex:
             index = _to_gpu(index)
         tombstone = kind == "hnsw" or self._on_gpu
         self._lock = threading.Lock()
-        self._state = _State(index, list(item_ids), vectors, popularity, tombstone)
+        if has_text is not None and np.shape(has_text) != (len(item_ids),):
+            raise BundleManifestError(
+                f"{np.shape(has_text)} text flags for a catalog of {len(item_ids)} items"
+            )
+        self._state = _State(index, list(item_ids), vectors, popularity, tombstone, has_text)
         self._journal: _Journal | None = None
 
     # -- reads -------------------------------------------------------------------------
@@ -232,6 +254,13 @@ class ItemIndex:
     def popularity(self) -> np.ndarray:
         st = self._state
         return st.pop[: st.n]
+
+    @property
+    def has_text(self) -> np.ndarray:
+        """(rows,) bool by row: False where the item's text is no evidence for a text match
+        (the query source must not propose it; fusion gives it no query term)."""
+        st = self._state
+        return st.text[: st.n]
 
     def row(self, item_id: str) -> int | None:
         return self._state.rows.get(item_id)
@@ -291,16 +320,26 @@ class ItemIndex:
             return head[st.live[head]][:n].astype(np.int64)
 
     # -- writes ------------------------------------------------------------------------
-    def upsert(self, item_id: str, vector: np.ndarray, popularity: float | None = None) -> int:
+    def upsert(
+        self,
+        item_id: str,
+        vector: np.ndarray,
+        popularity: float | None = None,
+        *,
+        has_text: bool | None = None,
+    ) -> int:
         """Add or replace ``item_id``; searchable when this returns. Returns its row.
 
-        ``popularity`` None keeps a replaced item's prior (a new item gets 0).
+        ``popularity`` None keeps a replaced item's prior (a new item gets 0);
+        ``has_text`` None keeps a replaced item's text flag (a new item has text).
         """
         vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
         with self._lock:
-            row = self._state.upsert(item_id, vec, popularity)
+            st = self._state
+            row = st.upsert(item_id, vec, popularity, has_text)
             if self._journal is not None:
-                self._journal.ops.append(("upsert", item_id, vec, float(self._state.pop[row])))
+                op = ("upsert", item_id, vec, float(st.pop[row]), bool(st.text[row]))
+                self._journal.ops.append(op)
         return row
 
     def delete(self, item_id: str) -> bool:
@@ -308,7 +347,7 @@ class ItemIndex:
         with self._lock:
             found = self._state.delete(item_id)
             if found and self._journal is not None:
-                self._journal.ops.append(("delete", item_id, None, 0.0))
+                self._journal.ops.append(("delete", item_id, None, 0.0, True))
         return found
 
     def set_popularity(self, scores: dict[str, float]) -> int:
@@ -332,7 +371,7 @@ class ItemIndex:
             st = self._state
             st.pop[: st.n] *= np.float32(factor)
             if self._journal is not None:
-                self._journal.ops.append(("scale", "", None, float(factor)))
+                self._journal.ops.append(("scale", "", None, float(factor), True))
 
     def rebuild(self) -> None:
         """Compact a tombstoned index: build aside from a snapshot, replay mutations, swap.
@@ -348,16 +387,17 @@ class ItemIndex:
             ids = [st.ids[r] for r in rows]
             vecs = st.vec[rows].copy()
             pops = st.pop[rows].copy()
+            text = st.text[rows].copy()
             self._journal = _Journal([])
         try:
             index = self._build(vecs)
-            new = _State(index, list(ids), vecs, pops, tombstone=True)
+            new = _State(index, list(ids), vecs, pops, tombstone=True, has_text=text)
             with self._lock:
-                for op, iid, vec, pop in self._journal.ops:
+                for op, iid, vec, pop, has_text in self._journal.ops:
                     if op == "scale":
                         new.pop[: new.n] *= np.float32(pop)
                     elif vec is not None:  # upsert
-                        new.upsert(iid, vec, pop)
+                        new.upsert(iid, vec, pop, has_text)
                     else:
                         new.delete(iid)
                 self._state = new

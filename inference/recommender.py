@@ -31,6 +31,7 @@ from inference.fusion import _SOURCES, Calibration, fusion_weights
 from inference.index import ItemIndex, load_index
 from inference.providers import faiss_device, onnx_plan
 from inference.settings import InferenceSettings
+from inference.text_evidence import has_usable_text, usable_text_mask
 from inference.types import Request, Result, ScoredItem
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class OnnxRecommender:
                 ef_construction=int(m.index.params.get("efConstruction", 40)),
                 device=faiss_device(s.faiss_device),
                 rebuild_ratio=s.hnsw_rebuild_ratio,
+                has_text=usable_text_mask(
+                    (it.text for it in bundle.items), (it.item_id for it in bundle.items)
+                ),
             )
         if text_encoder is None:
             te = m.text_encoder
@@ -157,8 +161,9 @@ class OnnxRecommender:
     def upsert_item(
         self, item_id: str, title: str, text: str | None = None, attributes: dict | None = None
     ) -> None:
-        vec = self.text_encoder.encode([item_text(title, text)])[0]
-        self.index.upsert(item_id, vec)
+        full = item_text(title, text)
+        vec = self.text_encoder.encode([full])[0]
+        self.index.upsert(item_id, vec, has_text=has_usable_text(full, item_id))
         self._titles[item_id] = title
         row = self.index.row(item_id)
         pop = 0.0 if row is None else float(self.index.popularity[row]) * self._pop_unit
@@ -300,7 +305,8 @@ class OnnxRecommender:
         t["encode_text"], t["encode_sequence"] = t1 - t0, t2 - t1
 
         seq_rows = self._search(user, with_hist, c.sequence, requests, batch)  # (B, Ws)
-        q_rows = self._search(query, list(qvecs), c.query, requests, batch)  # (B, Wq)
+        # an item without usable text is never a query candidate (inference.text_evidence)
+        q_rows = self._search(query, list(qvecs), c.query, requests, batch, text_only=True)
         pop_rows = batch.first(idx.popular(c.popular + int(batch.n_excluded.max())), c.popular)
         t3 = time.perf_counter()
         t["search"] = t3 - t2
@@ -330,6 +336,7 @@ class OnnxRecommender:
             history_rows=batch.padded_history(),
             k=np.array([max(min(req.k, len(idx)), 0) for req in requests], dtype=np.int64),
             calibration=self._calibration,
+            text_evidence=idx.has_text,
         )
         results = self._results(requests, fused, batch, qvecs, user)
         t["fuse"] = time.perf_counter() - t3
@@ -410,9 +417,13 @@ class OnnxRecommender:
         pool: int,
         requests: Sequence[Request],
         batch: _Rows,
+        *,
+        text_only: bool = False,
     ) -> np.ndarray:
         """Per member request, the first ``max(pool, k)`` non-excluded rows of its search:
-        (B, W) int64, ``-1`` padded (rows of non-members are all padding).
+        (B, W) int64, ``-1`` padded (rows of non-members are all padding). With
+        ``text_only``, rows whose text is no evidence for a text match are left out like
+        excluded ones (``ItemIndex.has_text``).
 
         A request's search depth is ``max(pool, its k) + extra``, ``extra`` being its
         excluded-item count rounded up to a multiple of 8 and capped at
@@ -449,6 +460,8 @@ class OnnxRecommender:
             d = np.minimum(depth[g], rows.shape[1])  # each member's own depth
             inside = (rows >= 0) & (np.arange(rows.shape[1])[None, :] < d[:, None])
             keep = inside & ~batch.excluded(mem[g], rows)
+            if text_only:  # flags read after the search: they cover every row it returned
+                keep &= self.index.has_text[np.where(rows >= 0, rows, 0)]
             rank = np.cumsum(keep, axis=1)
             take = keep & (rank <= want[g, None])
             r, j = np.nonzero(take)
@@ -456,10 +469,16 @@ class OnnxRecommender:
             last = rows[np.arange(len(g)), d - 1]
             short = (take.sum(1) < want[g]) & (last >= 0)  # catalog not exhausted
             retry += mem[g][short].tolist()
+        # a retry makes room for the rows the source may not propose too (few: items
+        # without usable text)
+        barred = int((~self.index.has_text).sum()) if text_only and retry else 0
         for i in retry:
             n = self._want(pool, requests[i])
-            _, rows = self.index.search(vecs[i][None], n + int(batch.n_excluded[i]))
-            kept = rows[0][(rows[0] >= 0) & ~batch.excluded(np.array([i]), rows)[0]][:n]
+            _, rows = self.index.search(vecs[i][None], n + int(batch.n_excluded[i]) + barred)
+            ok = (rows[0] >= 0) & ~batch.excluded(np.array([i]), rows)[0]
+            if text_only:
+                ok &= self.index.has_text[np.where(rows[0] >= 0, rows[0], 0)]
+            kept = rows[0][ok][:n]
             out[i] = -1
             out[i, : len(kept)] = kept
         return out

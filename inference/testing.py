@@ -325,16 +325,21 @@ def reference_recommend_batch(rec: Any, requests: list[Any]) -> list[list[Any]]:
         out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         uvecs = dict(zip(with_hist, out.astype(np.float32), strict=True))
 
-    def first(rows: np.ndarray, ex: np.ndarray, n: int) -> np.ndarray:
+    def first(rows: np.ndarray, ex: np.ndarray, n: int, text_only: bool = False) -> np.ndarray:
         keep = rows >= 0
         if len(ex):
             keep &= ~np.isin(rows, ex)
+        if text_only:  # the query source never proposes an item without usable text
+            keep &= idx.has_text[np.where(rows >= 0, rows, 0)]
         return rows[keep][:n]
 
     def want(pool: int, req: Any) -> int:
         return max(1, min(max(pool, req.k), len(idx)))
 
-    def search(vecs: dict[int, np.ndarray], pool: int) -> dict[int, np.ndarray]:
+    def search(
+        vecs: dict[int, np.ndarray], pool: int, text_only: bool = False
+    ) -> dict[int, np.ndarray]:
+        barred = int((~idx.has_text).sum()) if text_only else 0
         groups: dict[int, list[int]] = defaultdict(list)
         for i in vecs:
             extra = min(c.exclusion_margin, -(-len(excluded[i]) // 8) * 8)
@@ -344,13 +349,13 @@ def reference_recommend_batch(rec: Any, requests: list[Any]) -> list[list[Any]]:
             _, rows = idx.search(np.stack([vecs[i] for i in members]), k)
             for j, i in enumerate(members):
                 n = want(pool, requests[i])
-                out[i] = first(rows[j], excluded[i], n)
+                out[i] = first(rows[j], excluded[i], n, text_only)
                 if len(out[i]) < n and rows[j, -1] >= 0:
-                    _, alone = idx.search(vecs[i][None], n + len(excluded[i]))
-                    out[i] = first(alone[0], excluded[i], n)
+                    _, alone = idx.search(vecs[i][None], n + len(excluded[i]) + barred)
+                    out[i] = first(alone[0], excluded[i], n, text_only)
         return out
 
-    seq_hits, q_hits = search(uvecs, c.sequence), search(qvecs, c.query)
+    seq_hits, q_hits = search(uvecs, c.sequence), search(qvecs, c.query, text_only=True)
     pops = idx.popular(c.popular + max((len(e) for e in excluded), default=0))
     results = []
     for i, req in enumerate(requests):
@@ -373,6 +378,7 @@ def reference_recommend_batch(rec: Any, requests: list[Any]) -> list[list[Any]]:
             excluded_rows=excluded[i],
             k=max(min(req.k, len(idx)), 0),
             calibration=rec._calibration,
+            text_evidence=idx.has_text,
         )
         results.append(
             [

@@ -77,6 +77,11 @@ def test_batch_path_ranks_as_before_after_upserts_and_deletes(flat_bundle: Path)
         rec.delete_item(f"i{j}")
     rec.upsert_item("new-1", "Space robots", "a scifi robot alien movie")
     rec.upsert_item("i5", "Ghost story", "a horror ghost monster movie")  # replaced
+    # items without usable text, one of them sitting on a query: never a query candidate
+    rec.upsert_item("blank", "", None)
+    rec.upsert_item("placeholder", "unknown", None)
+    rec.index.upsert("placeholder", rec.encode_texts(["funny jokes"])[0])
+    assert int((~rec.index.has_text).sum()) == 2
     _same(rec, _requests(rec, 48, 3))
 
 

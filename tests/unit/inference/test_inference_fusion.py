@@ -256,3 +256,22 @@ def test_fuse_dense_standardises_a_peers_scores_over_the_items_it_can_score() ->
     assert np.allclose(out[1], 0.5 * (pop - pop.mean()) / pop.std())
     with pytest.raises(ValueError):
         fuse_dense(scores, pop[:3], [Weights(1, 0, 0)] * 2)
+
+
+def test_an_item_without_text_is_not_a_query_candidate_and_gets_no_query_term() -> None:
+    cal = Calibration.of(VEC, POP)
+    evidence = np.ones(len(VEC), dtype=bool)
+    evidence[2] = False  # row 2 is the query's own vector, proposed only by the query source
+    with_rule = {f.row: f for f in _fuse(calibration=cal, text_evidence=evidence)}
+    without = {f.row: f for f in _fuse(calibration=cal)}
+    assert 2 in without and without[2].sources == ("query",)
+    assert 2 not in with_rule  # only the query proposed it: gone
+    # row 3 keeps its query score; a textless row another source proposes keeps the rest
+    assert with_rule[3].score == pytest.approx(without[3].score)
+    evidence[1] = False  # proposed by the sequence source: still ranked, query term 0
+    seq_all = VEC @ VEC[0]
+    z_seq = (seq_all[1] - seq_all.mean()) / seq_all.std()
+    z_pop = (POP[1] - POP.mean()) / POP.std()
+    got = {f.row: f for f in _fuse(calibration=cal, text_evidence=evidence)}
+    assert got[1].score == pytest.approx(0.5 * z_seq + 0.1 * z_pop, rel=1e-4)
+    assert got[1].sources == ("sequence",)

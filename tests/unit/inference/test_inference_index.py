@@ -194,3 +194,59 @@ def test_upserts_after_load_do_not_copy_the_index(
         _, rows = idx.search(v[None], 1)
         assert rows[0, 0] == row
     assert _arrays(idx) == before
+
+
+@pytest.mark.parametrize("fixture", ["flat_bundle", "hnsw_bundle"])
+def test_text_flags_follow_upserts_growth_and_rebuilds(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    b = load_bundle(request.getfixturevalue(fixture))
+    kind = b.manifest.index.kind
+    flags = np.ones(len(b.items), dtype=bool)
+    flags[3] = False
+    idx = ItemIndex(
+        load_index(str(b.file("index.faiss")), kind, len(b.items)),
+        [it.item_id for it in b.items],
+        b.vectors,
+        b.popularity,
+        kind=kind,
+        hnsw_m=16,
+        rebuild_ratio=0.1,
+        has_text=flags,
+    )
+    assert not idx.has_text[3] and idx.has_text.sum() == len(b.items) - 1
+    rng = np.random.default_rng(5)
+    idx.upsert("i3", _unit(rng))  # a learned vector: the flag stays
+    assert not idx.has_text[idx.row("i3")]
+    idx.upsert("i3", _unit(rng), has_text=True)  # new text that is evidence
+    assert idx.has_text[idx.row("i3")]
+    for n in range(len(b.items) + 10):  # past the arrays' capacity: they grow
+        idx.upsert(f"new{n}", _unit(rng), has_text=n % 2 == 0)
+    assert [bool(idx.has_text[idx.row(f"new{n}")]) for n in range(4)] == [True, False] * 2
+    assert len(idx.has_text) == len(idx.vectors)
+    with pytest.raises(Exception, match="text flags"):
+        ItemIndex(
+            load_index(str(b.file("index.faiss")), kind, len(b.items)),
+            [it.item_id for it in b.items],
+            b.vectors,
+            b.popularity,
+            kind=kind,
+            has_text=flags[:-1],
+        )
+    if kind != "hnsw":
+        return
+    real_build = idx._build
+
+    def build_with_traffic(vecs: np.ndarray) -> object:
+        index = real_build(vecs)
+        idx.upsert("late", _unit(rng), has_text=False)  # journalled with its flag
+        return index
+
+    for n in range(0, len(b.items), 3):
+        idx.delete(f"i{n}")
+    assert idx.needs_rebuild
+    idx._build = build_with_traffic  # type: ignore[method-assign]
+    idx.rebuild()
+    flagged = {idx.item_id(r) for r in np.flatnonzero(~idx.has_text)}
+    expect = {f"new{n}" for n in range(1, len(b.items) + 10, 2)} | {"late"}
+    assert flagged == expect

@@ -154,7 +154,9 @@ def test_bad_input_does_not_crash(rec: OnnxRecommender) -> None:
     assert [len(r.items) for r in res] == [4, 0]
     rec.upsert_item("blank", "", None)  # no text at all: a zero vector, still servable
     huge = rec.recommend(Request("c", query="comedy", k=10**9))
-    assert len(huge.items) == rec.n_items == 201
+    # every item but the blank one, which has no text for the query source to propose it by
+    assert rec.n_items == 201 and len(huge.items) == 200
+    assert "blank" not in {it.item_id for it in huge.items}
     assert res[0].query_vector is None
     assert rec.recommend_batch([]) == []
     rec.encode_texts([" ".join(["comedy"] * 50)])
@@ -256,3 +258,22 @@ def test_the_bundles_tuned_warm_prior_is_served_unless_settings_name_one(
     assert OnnxRecommender.load(heavy).settings.fusion.popularity_weight_warm == 50.0
     from_env = InferenceSettings()
     assert OnnxRecommender.load(heavy, from_env).settings.fusion.popularity_weight_warm == 0.2
+
+
+def test_an_item_without_usable_text_never_wins_a_text_query(rec: OnnxRecommender) -> None:
+    query = "something funny, a comedy with jokes"
+    qvec = rec.encode_texts([query])[0]
+    # a placeholder item sitting on the query itself: the hub the rule is for
+    rec.upsert_item("hub", "unkonwn", None)
+    assert not rec.index.has_text[rec.index.row("hub")]
+    rec.index.upsert("hub", qvec)  # e.g. a learned vector; the text flag stays
+    res = rec.recommend(Request("u", query=query, k=10))
+    assert "hub" not in [it.item_id for it in res.items] and len(res.items) == 10
+    # the same vector with usable text is the query's first pick (so the rule is what holds)
+    rec.upsert_item("hub", "Jokes", None)
+    rec.index.upsert("hub", qvec)
+    assert rec.recommend(Request("u", query=query, k=10)).items[0].item_id == "hub"
+    # behaviour still ranks a textless item: the sequence source proposes it
+    rec.upsert_item("hub", "", None)
+    hist = rec.recommend(Request("u", history=["i1", "i9", "i17", "i25"], k=rec.n_items))
+    assert [it.sources for it in hist.items if it.item_id == "hub"] == [("sequence",)]
