@@ -5,6 +5,10 @@ Deletion strategy depends on the index kind (docs/bundle.md ``index.kind``):
 * ``flat`` (exact ``IndexIDMap2(IndexFlatIP)``) on CPU: ``remove_ids`` / ``add_with_ids``;
   an upserted existing item keeps its row. ``remove_ids`` compacts the flat
   array, O(N·D) per delete.
+* ``ivf`` (``IndexIVFScalarQuantizer``, 8-bit codes, inverted lists over ``nlist``
+  centroids, ``nprobe`` lists scanned per query): handled like ``flat``
+  (``remove_ids`` scans the lists, O(N) per delete). Its hits are ranked by the
+  8-bit codes' scores; fusion scores every candidate with the exact vectors.
 * ``hnsw`` (``IndexHNSWFlat``, graph nodes cannot be removed): a deleted or
   replaced row becomes a tombstone, filtered *inside* the search with an
   ``IDSelectorNot`` so every search still returns ``k`` live hits. When
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,8 +55,8 @@ _RESERVE_MAX_ROWS = 50_000
 
 @dataclass
 class _Journal:
-    # (op, item id, vector, popularity or scale factor, has text)
-    ops: list[tuple[str, str, np.ndarray | None, float, bool]]
+    # (op, item id, vector, popularity or scale factor, has text, sequence input or None)
+    ops: list[tuple[str, str, np.ndarray | None, float, bool, np.ndarray | None]]
 
 
 class _State:
@@ -66,10 +70,12 @@ class _State:
         popularity: np.ndarray,
         tombstone: bool,
         has_text: np.ndarray | None = None,
+        inputs: np.ndarray | None = None,
     ) -> None:
         n, dim = vectors.shape
         self.index = index
         self.is_hnsw = _is_hnsw(index)
+        self.is_ivf = _is_ivf(index)
         self.tombstone = tombstone
         self.ids = list(ids)
         self.rows = {iid: r for r, iid in enumerate(ids) if iid is not None}
@@ -85,9 +91,15 @@ class _State:
         self.text = np.ones(cap, dtype=bool)
         if has_text is not None:
             self.text[:n] = has_text
+        # the sequence encoder's per-item inputs, row-aligned with ``vec`` (split encoders)
+        self.inp: np.ndarray | None = None
+        if inputs is not None:
+            self.inp = np.zeros((cap, inputs.shape[1]), dtype=np.float32)
+            self.inp[:n] = inputs
         self.dead: set[int] = {r for r, iid in enumerate(ids) if iid is None}
         self.selector: Any = None  # (IDSelectorBatch, IDSelectorNot) kept alive together
-        self.params: dict[int, Any] = {}  # efSearch → SearchParametersHNSW (uses `selector`)
+        # efSearch → SearchParametersHNSW (uses `selector`), or nprobe → SearchParametersIVF
+        self.params: dict[int, Any] = {}
         # rows by popularity; sorted here, not lazily, so no request pays for it (90 ms at 1M)
         self.pop_order: np.ndarray | None = np.argsort(-self.pop[:n], kind="stable")
         self.killed = len(self.dead)  # rows ever deleted/replaced (bounds the popular scan)
@@ -95,13 +107,22 @@ class _State:
 
     def _grow(self) -> None:
         cap = self.vec.shape[0] * 2
-        for name in ("vec", "pop", "live", "text"):
+        for name in ("vec", "pop", "live", "text", "inp"):
             old = getattr(self, name)
+            if old is None:
+                continue
             new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)  # readers holding the old array keep valid data
 
-    def _append(self, item_id: str, vector: np.ndarray, popularity: float, has_text: bool) -> int:
+    def _append(
+        self,
+        item_id: str,
+        vector: np.ndarray,
+        popularity: float,
+        has_text: bool,
+        inp: np.ndarray | None,
+    ) -> int:
         if self.n == self.vec.shape[0]:
             self._grow()
         if self.n >= self.reserved:
@@ -109,6 +130,8 @@ class _State:
         row = self.n
         self.vec[row], self.pop[row], self.live[row] = vector, popularity, True
         self.text[row] = has_text
+        if self.inp is not None:
+            self.inp[row] = inp
         self.ids.append(item_id)
         self.rows[item_id] = row
         self.n += 1
@@ -120,7 +143,10 @@ class _State:
         vector: np.ndarray,
         popularity: float | None,
         has_text: bool | None = None,
+        inp: np.ndarray | None = None,
     ) -> int:
+        if (self.inp is None) != (inp is None):
+            raise RuntimeError("an item's sequence input must come with its vector")  # a bug
         row = self.rows.get(item_id)
         if popularity is None:  # keep a replaced item's prior; a new item starts at 0
             popularity = float(self.pop[row]) if row is not None else 0.0
@@ -131,10 +157,12 @@ class _State:
             self.index.remove_ids(np.array([row], dtype=np.int64))
             self.index.add_with_ids(vec, np.array([row], dtype=np.int64))
             self.vec[row], self.pop[row], self.text[row] = vector, popularity, has_text
+            if self.inp is not None:
+                self.inp[row] = inp
         else:
             if row is not None:
                 self._kill(row)
-            new = self._append(item_id, vector, popularity, has_text)
+            new = self._append(item_id, vector, popularity, has_text, inp)
             if self.is_hnsw:
                 self.index.add(vec)  # HNSW labels are insertion order = row
                 if self.index.ntotal != self.n:
@@ -167,10 +195,18 @@ class _State:
         self._kill(row)
         return True
 
-    def search_params(self, ef_search: int | None) -> Any:
-        """HNSW search parameters with the tombstone filter; cached until the next delete."""
+    def search_params(self, ef_search: int | None, n_probe: int | None = None) -> Any:
+        """HNSW search parameters with the tombstone filter (cached until the next delete),
+        IVF ones with ``n_probe``, None for an exact index."""
         import faiss
 
+        if self.is_ivf:
+            nprobe = n_probe or self.index.nprobe
+            if nprobe not in self.params:
+                ivf = faiss.SearchParametersIVF()
+                ivf.nprobe = nprobe
+                self.params[nprobe] = ivf
+            return self.params[nprobe]
         if not self.is_hnsw:
             return None
         ef = ef_search or self.index.hnsw.efSearch
@@ -194,6 +230,12 @@ def _is_hnsw(index: Any) -> bool:
     return isinstance(index, faiss.IndexHNSW)
 
 
+def _is_ivf(index: Any) -> bool:
+    import faiss
+
+    return isinstance(index, faiss.IndexIVF)
+
+
 class ItemIndex:
     """Thread-safe catalog + FAISS index; see the module docstring for the rules."""
 
@@ -204,13 +246,15 @@ class ItemIndex:
         vectors: np.ndarray,
         popularity: np.ndarray,
         *,
-        kind: Literal["flat", "hnsw"],
+        kind: Literal["flat", "hnsw", "ivf"],
         ef_search: int | None = None,
+        n_probe: int | None = None,
         hnsw_m: int = 32,
         ef_construction: int = 40,
         device: Literal["cpu", "gpu"] = "cpu",
         rebuild_ratio: float = 0.2,
         has_text: np.ndarray | None = None,
+        project: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """``has_text`` (N,) bool: which items' text is evidence for a text match
         (:mod:`inference.text_evidence`); None: every item's."""
@@ -223,6 +267,7 @@ class ItemIndex:
         self.kind = kind
         self.dim = vectors.shape[1]
         self.ef_search = ef_search
+        self.n_probe = n_probe  # IVF lists scanned per query (None: the index's own)
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.device = device
@@ -236,7 +281,13 @@ class ItemIndex:
             raise BundleManifestError(
                 f"{np.shape(has_text)} text flags for a catalog of {len(item_ids)} items"
             )
-        self._state = _State(index, list(item_ids), vectors, popularity, tombstone, has_text)
+        # A split sequence encoder's per-item input follows the item's vector: computed
+        # for the whole catalog here and again whenever an upsert sets a vector.
+        self._project = project
+        inputs = None if project is None else project(vectors)
+        self._state = _State(
+            index, list(item_ids), vectors, popularity, tombstone, has_text, inputs
+        )
         self._journal: _Journal | None = None
 
     # -- reads -------------------------------------------------------------------------
@@ -249,6 +300,18 @@ class ItemIndex:
         """(rows, D) vectors by row (deleted rows included; check :meth:`item_id`)."""
         st = self._state
         return st.vec[: st.n]
+
+    @property
+    def has_sequence_inputs(self) -> bool:
+        """True when rows carry a split sequence encoder's item inputs (``project``)."""
+        return self._state.inp is not None
+
+    @property
+    def sequence_inputs(self) -> np.ndarray:
+        """(rows, W) what a sequence encoder reads per history item: the split encoder's
+        precomputed item inputs when the index has a ``project``, else the vectors."""
+        st = self._state
+        return st.vec[: st.n] if st.inp is None else st.inp[: st.n]
 
     @property
     def popularity(self) -> np.ndarray:
@@ -299,7 +362,7 @@ class ItemIndex:
                 fetch = min(k + len(st.dead), _GPU_MAX_K, st.n)
                 scores, rows = st.index.search(q, max(fetch, 1))
             else:
-                params = st.search_params(self.ef_search)
+                params = st.search_params(self.ef_search, self.n_probe)
                 scores, rows = st.index.search(q, k, params=params)
             live = st.live
         rows = np.asarray(rows, dtype=np.int64)
@@ -334,11 +397,12 @@ class ItemIndex:
         ``has_text`` None keeps a replaced item's text flag (a new item has text).
         """
         vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        inp = None if self._project is None else self._project(vec[None])[0]
         with self._lock:
             st = self._state
-            row = st.upsert(item_id, vec, popularity, has_text)
+            row = st.upsert(item_id, vec, popularity, has_text, inp)
             if self._journal is not None:
-                op = ("upsert", item_id, vec, float(st.pop[row]), bool(st.text[row]))
+                op = ("upsert", item_id, vec, float(st.pop[row]), bool(st.text[row]), inp)
                 self._journal.ops.append(op)
         return row
 
@@ -347,7 +411,7 @@ class ItemIndex:
         with self._lock:
             found = self._state.delete(item_id)
             if found and self._journal is not None:
-                self._journal.ops.append(("delete", item_id, None, 0.0, True))
+                self._journal.ops.append(("delete", item_id, None, 0.0, True, None))
         return found
 
     def set_popularity(self, scores: dict[str, float]) -> int:
@@ -371,7 +435,7 @@ class ItemIndex:
             st = self._state
             st.pop[: st.n] *= np.float32(factor)
             if self._journal is not None:
-                self._journal.ops.append(("scale", "", None, float(factor), True))
+                self._journal.ops.append(("scale", "", None, float(factor), True, None))
 
     def rebuild(self) -> None:
         """Compact a tombstoned index: build aside from a snapshot, replay mutations, swap.
@@ -388,16 +452,17 @@ class ItemIndex:
             vecs = st.vec[rows].copy()
             pops = st.pop[rows].copy()
             text = st.text[rows].copy()
+            inps = None if st.inp is None else st.inp[rows].copy()
             self._journal = _Journal([])
         try:
             index = self._build(vecs)
-            new = _State(index, list(ids), vecs, pops, tombstone=True, has_text=text)
+            new = _State(index, list(ids), vecs, pops, tombstone=True, has_text=text, inputs=inps)
             with self._lock:
-                for op, iid, vec, pop, has_text in self._journal.ops:
+                for op, iid, vec, pop, has_text, inp in self._journal.ops:
                     if op == "scale":
                         new.pop[: new.n] *= np.float32(pop)
                     elif vec is not None:  # upsert
-                        new.upsert(iid, vec, pop, has_text)
+                        new.upsert(iid, vec, pop, has_text, inp)
                     else:
                         new.delete(iid)
                 self._state = new
@@ -492,7 +557,7 @@ def _to_gpu(index: Any) -> Any:
     return gpu
 
 
-def load_index(source: str | bytes, kind: Literal["flat", "hnsw"], n: int) -> Any:
+def load_index(source: str | bytes, kind: Literal["flat", "hnsw", "ivf"], n: int) -> Any:
     """Read ``index.faiss`` (a path, or its verified bytes) and check it matches
     docs/bundle.md (kind, ids = rows). From bytes, FAISS builds its own copy."""
     import faiss
@@ -503,6 +568,8 @@ def load_index(source: str | bytes, kind: Literal["flat", "hnsw"], n: int) -> An
         index = faiss.read_index(source)
     if kind == "hnsw" and not isinstance(index, faiss.IndexHNSW):
         raise BundleManifestError(f"manifest says hnsw but index.faiss is {type(index).__name__}")
+    if kind == "ivf" and not isinstance(index, faiss.IndexIVF):
+        raise BundleManifestError(f"manifest says ivf but index.faiss is {type(index).__name__}")
     if kind == "flat":
         if not isinstance(index, faiss.IndexIDMap2):
             raise BundleManifestError(

@@ -15,7 +15,7 @@ import functools
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,7 +76,21 @@ class OnnxRecommender:
         self.path = bundle.path
         self.pin_threads()
         plan = onnx_plan(s.provider, s.threads)
-        if index is None:  # first: the largest file's bytes are dropped before the next read
+        if sequence_encoder is None:
+            se = m.sequence_encoder
+            if se.split is not None and s.sequence_split:
+                sequence_encoder = SequenceEncoder(
+                    bundle.read(se.split.core_file),
+                    plan,
+                    se.max_length,
+                    m.dim,
+                    item_input=bundle.read(se.split.item_input_file),
+                )
+            else:
+                sequence_encoder = SequenceEncoder(bundle.read(se.file), plan, se.max_length, m.dim)
+        # a split sequence encoder's per-item inputs live beside the vectors in the index
+        project = sequence_encoder.item_inputs if sequence_encoder.split else None
+        if index is None:  # the largest file: its bytes are dropped before the next read
             index = ItemIndex(
                 load_index(bundle.read(m.index.file), m.index.kind, len(bundle.items)),
                 [it.item_id for it in bundle.items],
@@ -86,11 +100,18 @@ class OnnxRecommender:
                 ef_search=served_ef_search(s, m.index.params.get("efSearch")),
                 hnsw_m=int(m.index.params.get("M", 32)),
                 ef_construction=int(m.index.params.get("efConstruction", 40)),
+                n_probe=s.n_probe or m.index.params.get("nprobe"),
                 device=faiss_device(s.faiss_device),
                 rebuild_ratio=s.hnsw_rebuild_ratio,
                 has_text=usable_text_mask(
                     (it.text for it in bundle.items), (it.item_id for it in bundle.items)
                 ),
+                project=project,
+            )
+        elif sequence_encoder.split and not index.has_sequence_inputs:
+            raise InferenceError(
+                "the index given was built without the split sequence encoder's item inputs "
+                "(ItemIndex(..., project=encoder.item_inputs))"
             )
         if text_encoder is None:
             te = m.text_encoder
@@ -102,9 +123,6 @@ class OnnxRecommender:
                 s.text_max_length or te.max_length,
                 model_path=bundle.file(name),
             )
-        if sequence_encoder is None:
-            se = m.sequence_encoder
-            sequence_encoder = SequenceEncoder(bundle.read(se.file), plan, se.max_length, m.dim)
         self.text_encoder = text_encoder
         self.sequence_encoder = sequence_encoder
         self.index = index
@@ -120,6 +138,10 @@ class OnnxRecommender:
         # the bundle prior's scale (manifest ``popularity``); None: popularity stays static
         self.popularity_scale = _popularity_scale(bundle.manifest)
         self._pop_unit = 1.0  # index popularity = served popularity / this
+        # recent query vectors by text (a bounded LRU; None when the setting is 0)
+        self._query_cache: OrderedDict[str, np.ndarray] | None = (
+            OrderedDict() if s.query_cache_size else None
+        )
         self._calibration = self._calibrate()
         self._closed = False
         bundle.files.verify_rest()  # files not served (the other text encoder): checked alike
@@ -296,7 +318,7 @@ class OnnxRecommender:
         user = np.zeros((b, self.dim), dtype=np.float32)  # (B, D)
         if with_hist:
             user[with_hist] = self.sequence_encoder.encode(
-                [batch.history[i] for i in with_hist], idx.vectors
+                [batch.history[i] for i in with_hist], idx.sequence_inputs
             )
         query = np.zeros((b, self.dim), dtype=np.float32)  # (B, D)
         for i, v in qvecs.items():
@@ -403,11 +425,21 @@ class OnnxRecommender:
             text = _clean(req.query)
             if text:
                 todo[text].append(i)
+        cache = self._query_cache
+        if cache is not None:
+            for text in [t for t in todo if t in cache]:
+                cache.move_to_end(text)
+                for i in todo.pop(text):
+                    out[i] = cache[text]
         if todo:
             texts = list(todo)
             for text, vec in zip(texts, self.text_encoder.encode(texts), strict=True):
                 for i in todo[text]:
                     out[i] = vec
+                if cache is not None:
+                    cache[text] = vec
+            while cache is not None and len(cache) > self.settings.query_cache_size:
+                cache.popitem(last=False)
         return out
 
     def _search(

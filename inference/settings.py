@@ -141,7 +141,16 @@ class InferenceSettings(BaseSettings):
     # training). RECSTREAM_INFERENCE_PREFER_INT8=false serves fp32.
     prefer_int8: bool = True
     text_max_length: int | None = Field(default=None, ge=2)  # default: the manifest's max_length
+    # Query vectors kept by text (least recently used dropped first; 0 = none): a text typed
+    # again, by anyone, is not encoded again. In memory only, never exposed; each bundle
+    # version has its own. 10,000 vectors of 384 floats are 15 MB.
+    query_cache_size: int = Field(default=10_000, ge=0)
     ef_search: int | None = Field(default=None, ge=1)  # HNSW efSearch; default: the manifest's
+    # IVF lists scanned per query; default: the manifest's (chosen by training for recall)
+    n_probe: int | None = Field(default=None, ge=1)
+    # Serve a bundle's split sequence encoder (item inputs precomputed per catalog row, the
+    # last block at the latest position only) when it has one; false: the whole graph.
+    sequence_split: bool = True
     hnsw_rebuild_ratio: float = Field(
         default=0.2, gt=0, le=1
     )  # tombstones / rows that asks a rebuild

@@ -275,13 +275,18 @@ def build_tiny_bundle(
         return stage.seal(manifest)
 
 
-def reference_recommend_batch(rec: Any, requests: list[Any]) -> list[list[Any]]:
+def reference_recommend_batch(
+    rec: Any, requests: list[Any], *, group_texts: bool = True
+) -> list[list[Any]]:
     """What ``OnnxRecommender.recommend_batch`` returned before it was vectorised (the
     oracle its tests and bench/serving_parity.py compare with): per request, its
     ``ScoredItem`` list, from :func:`inference.fusion.fuse` one request at a time,
     FAISS searched per group of equal depth, and every history padded to the
-    sequence encoder's ``max_length``. Same settings, same answers: scores may
-    differ in the last float bits, never the order, sources or reasons.
+    sequence encoder's ``max_length`` through its whole graph (also when the bundle's
+    encoder is split). Same settings, same answers: scores may differ in the last
+    float bits, never the order, sources or reasons. ``group_texts=False`` encodes a
+    batch's texts in one call, as before issue 24 (a dynamic-int8 text encoder's
+    vectors then differ: see :meth:`inference.encoders.TextEncoder.encode`).
     """
     from collections import defaultdict
 
@@ -312,10 +317,18 @@ def reference_recommend_batch(rec: Any, requests: list[Any]) -> list[list[Any]]:
             todo[text].append(i)
     if todo:
         texts = list(todo)
-        for text, vec in zip(texts, rec.text_encoder.encode(texts), strict=True):
+        vecs = rec.text_encoder.encode(texts, group=group_texts)
+        for text, vec in zip(texts, vecs, strict=True):
             for i in todo[text]:
                 qvecs[i] = vec
     enc = rec.sequence_encoder
+    if enc.split:  # before, the whole graph served: open it from the bundle directory
+        from inference.encoders import SequenceEncoder
+        from inference.providers import OnnxPlan
+
+        se = rec.manifest.sequence_encoder
+        plan = OnnxPlan(("CPUExecutionProvider",), 1)
+        enc = SequenceEncoder(Path(rec.path) / se.file, plan, se.max_length, rec.dim)
     with_hist = [i for i, rows in enumerate(hist_rows) if len(rows)]
     uvecs: dict[int, np.ndarray] = {}
     if with_hist:

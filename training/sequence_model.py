@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +84,25 @@ class _Block(nn.Module):
         h = h + self.drop(self.proj(y))
         return h + self.drop(self.ff(self.ln2(h)))
 
+    def last(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` at the last position only (B,C): its query alone, every
+        position's key and value. ``bias`` (B,1,1,T) is the last row of the attention
+        bias. For serving, where only the latest state is read (eval mode)."""
+        b, t, c = h.shape
+        hs = c // self.n_heads
+        x = self.ln1(h)  # (B,T,C)
+        w, bq = self.qkv.weight, self.qkv.bias  # (3C,C), (3C,)
+        q = F.linear(x[:, -1:], w[:c], bq[:c])  # (B,1,C)
+        k = F.linear(x, w[c : 2 * c], bq[c : 2 * c])  # (B,T,C)
+        v = F.linear(x, w[2 * c :], bq[2 * c :])
+        q = q.view(b, 1, self.n_heads, hs).transpose(1, 2)  # (B,nh,1,hs)
+        k = k.view(b, t, self.n_heads, hs).transpose(1, 2)  # (B,nh,T,hs)
+        v = v.view(b, t, self.n_heads, hs).transpose(1, 2)
+        att = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(hs) + bias, dim=-1)  # (B,nh,1,T)
+        y = (att @ v).transpose(1, 2).reshape(b, 1, c)  # (B,1,C)
+        h = h[:, -1:] + self.proj(y)
+        return (h + self.ff(self.ln2(h)))[:, 0]  # (B,C)
+
 
 class SequenceEncoder(nn.Module):
     """``forward(item_vectors (B,T,D), mask (B,T)) -> user_vector (B,D)``, L2-normalised."""
@@ -118,6 +138,18 @@ class SequenceEncoder(nn.Module):
         for block in self.blocks:
             h = block(h, bias)
         return h
+
+    def last_state(self, px: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The final state of the latest position only (B,C), given ``in_proj(x)`` (B,T,C):
+        what serving reads, with the last block's other positions skipped (their keys
+        and values are still computed). ``head(last_state(...))`` equals ``forward``."""
+        t = px.shape[1]
+        h = px * mask.unsqueeze(-1) + self.pos[self.cfg.max_len - t :]  # (B,T,C)
+        bias = self.causal[:t, :t] + (1.0 - mask)[:, None, None, :] * _NEG  # (B,1,T,T)
+        *early, final = self.blocks
+        for block in early:
+            h = block(h, bias)
+        return cast(_Block, final).last(h, bias[:, :, -1:, :])
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """States (...,C) -> L2-normalised user vectors (...,D). Training scores through

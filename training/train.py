@@ -32,7 +32,9 @@ from inference.bundle.manifest import (
     ITEM_VECTORS,
     ITEMS,
     POPULARITY,
+    SEQUENCE_CORE,
     SEQUENCE_ENCODER,
+    SEQUENCE_ITEM_INPUT,
     TEXT_ENCODER,
     TEXT_ENCODER_INT8,
     TOKENIZER,
@@ -41,6 +43,7 @@ from inference.bundle.manifest import (
     Manifest,
     PopularityEntry,
     SequenceEncoderEntry,
+    SequenceSplitEntry,
     TemporalSplitEntry,
     TextEncoderEntry,
 )
@@ -450,6 +453,11 @@ def export_encoders(fitted: Fitted, stage: Path, cfg: TrainConfig) -> dict[str, 
     checks["sequence_parity_min_cos"] = ox.check_sequence_parity(
         sequence, stage / SEQUENCE_ENCODER, item_vectors, cfg.seed
     )
+    # the same encoder cut in two for serving (docs/bundle.md, sequence_encoder.split)
+    ox.export_sequence_split(sequence, stage / SEQUENCE_ITEM_INPUT, stage / SEQUENCE_CORE)
+    checks["sequence_split_parity_min_cos"] = ox.check_split_parity(
+        sequence, stage / SEQUENCE_ITEM_INPUT, stage / SEQUENCE_CORE, item_vectors, cfg.seed
+    )
     metrics["export"] = checks
     return metrics
 
@@ -465,7 +473,7 @@ def write_catalog(fitted: Fitted, popularity: np.ndarray, stage: Path) -> None:
 
 
 def write_index(item_vectors: np.ndarray, stage: Path, cfg: TrainConfig) -> BuiltIndex:
-    """``index.faiss``: exact for catalogs up to ``cfg.exact_index_max``, else HNSW."""
+    """``index.faiss``: exact for catalogs up to ``cfg.exact_index_max``, else IVF."""
     import faiss
 
     from training.index_build import build_index
@@ -493,7 +501,9 @@ def bundle_manifest(
         dim=int(fitted.item_vectors.shape[1]),
         text_encoder=TextEncoderEntry(file=TEXT_ENCODER, max_length=cfg.text.max_length, **int8),
         sequence_encoder=SequenceEncoderEntry(
-            file=SEQUENCE_ENCODER, max_length=result.encoder.cfg.max_len
+            file=SEQUENCE_ENCODER,
+            max_length=result.encoder.cfg.max_len,
+            split=SequenceSplitEntry(item_input_file=SEQUENCE_ITEM_INPUT, core_file=SEQUENCE_CORE),
         ),
         index=IndexEntry(
             file=INDEX,
@@ -501,6 +511,7 @@ def bundle_manifest(
             metric="inner_product",
             params=built.params,
             recall_at_10_vs_exact=built.recall_at_10,
+            user_recall_at_10=built.user_recall_at_10,
         ),
         fusion=FusionEntry(popularity_weight_warm=prior.weight),
         n_items=len(fitted.dataset.catalog),

@@ -22,6 +22,8 @@ MANIFEST = "manifest.json"  # the only file of a bundle not listed in its own ``
 TEXT_ENCODER = "text_encoder.onnx"
 TEXT_ENCODER_INT8 = "text_encoder.int8.onnx"
 SEQUENCE_ENCODER = "sequence_encoder.onnx"
+SEQUENCE_ITEM_INPUT = "sequence_item_input.onnx"
+SEQUENCE_CORE = "sequence_core.onnx"
 INDEX = "index.faiss"
 TOKENIZER = "tokenizer.json"
 ITEMS = "items.jsonl"
@@ -41,17 +43,27 @@ class TextEncoderEntry(_Part):
     max_length: int = 64
 
 
+class SequenceSplitEntry(_Part):
+    """The sequence encoder cut in two (docs/bundle.md): per-item work done once per item."""
+
+    item_input_file: str = SEQUENCE_ITEM_INPUT  # item vectors (N,D) -> item inputs (N,C)
+    core_file: str = SEQUENCE_CORE  # item inputs (B,L,C) + mask -> user vector (B,D)
+
+
 class SequenceEncoderEntry(_Part):
     file: str = SEQUENCE_ENCODER
     max_length: int = 50
+    split: SequenceSplitEntry | None = None  # absent in bundles written before issue 24
 
 
 class IndexEntry(_Part):
     file: str = INDEX
-    kind: Literal["flat", "hnsw"] = "flat"
+    kind: Literal["flat", "hnsw", "ivf"] = "flat"
     metric: Literal["inner_product"] = "inner_product"
     params: dict[str, Any] = {}
-    recall_at_10_vs_exact: float | None = None  # HNSW only: measured by the writer
+    recall_at_10_vs_exact: float | None = None  # approximate kinds: measured by the writer
+    # the same on user-like queries (the mean of five items), in the served pool
+    user_recall_at_10: float | None = None
 
 
 class FusionEntry(_Part):
@@ -124,6 +136,9 @@ class Manifest(_Part):
         names = [self.text_encoder.file, self.sequence_encoder.file, self.index.file]
         if self.text_encoder.int8_file:
             names.append(self.text_encoder.int8_file)
+        if self.sequence_encoder.split is not None:
+            split = self.sequence_encoder.split
+            names += [split.item_input_file, split.core_file]
         return [*names, *FIXED_FILES]
 
     @property

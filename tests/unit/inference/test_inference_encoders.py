@@ -89,3 +89,21 @@ def test_sequence_is_left_padded_and_recent_items_weigh_most(flat_bundle: Path) 
     # Longer than max_length: only the 20 most recent count.
     long = np.arange(100)
     assert np.allclose(enc.encode([long], vectors), enc.encode([long[-20:]], vectors), atol=1e-6)
+
+
+def test_length_groups_cover_every_text_once_and_split_short_from_long() -> None:
+    from inference.encoders import length_groups
+
+    lengths = np.array([5, 40, 6, 5, 41, 7, 39, 6])
+    groups = length_groups(lengths)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(lengths)))
+    spans = [(int(lengths[g].min()), int(lengths[g].max())) for g in groups]
+    assert spans == sorted(spans)  # runs of the sorted lengths
+    assert any(hi <= 7 for _, hi in spans) and any(lo >= 39 for lo, _ in spans)
+    assert len(length_groups(np.full(10, 9))) == 1  # nothing to gain from a second call
+
+
+def test_grouped_text_batches_give_the_vectors_of_one_call(flat_bundle: Path) -> None:
+    enc = _text(flat_bundle)  # fp32: vectors do not depend on the batch
+    texts = ["funny", "a long story about a detective and a ghost in space", "war", "kids"]
+    np.testing.assert_allclose(enc.encode(texts), enc.encode(texts, group=False), atol=1e-5)

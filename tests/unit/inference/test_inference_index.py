@@ -250,3 +250,65 @@ def test_text_flags_follow_upserts_growth_and_rebuilds(
     flagged = {idx.item_id(r) for r in np.flatnonzero(~idx.has_text)}
     expect = {f"new{n}" for n in range(1, len(b.items) + 10, 2)} | {"late"}
     assert flagged == expect
+
+
+def _project(v: np.ndarray) -> np.ndarray:
+    """A stand-in for a split sequence encoder's per-item input: any function of the vector."""
+    return (v[:, :4] * 2.0 + 1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("fixture", ["flat_bundle", "hnsw_bundle"])
+def test_sequence_inputs_follow_every_vector_change(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    b = load_bundle(request.getfixturevalue(fixture))
+    kind = b.manifest.index.kind
+    idx = ItemIndex(
+        load_index(str(b.file("index.faiss")), kind, len(b.items)),
+        [it.item_id for it in b.items],
+        b.vectors,
+        b.popularity,
+        kind=kind,
+        rebuild_ratio=0.05,
+        project=_project,
+    )
+    assert idx.has_sequence_inputs and idx.sequence_inputs.shape == (len(b.items), 4)
+    rng = np.random.default_rng(3)
+    for i in range(400):  # new items (growing the arrays), replacements and deletes
+        idx.upsert(f"new-{i % 150}", _unit(rng))
+        if i % 7 == 0:
+            idx.delete(f"i{i % 200}")
+    if idx.needs_rebuild:
+        idx.rebuild()  # rows renumbered: the inputs move with them
+    live = [r for r in range(len(idx.vectors)) if idx.item_id(r) is not None]
+    np.testing.assert_allclose(idx.sequence_inputs[live], _project(idx.vectors[live]), atol=1e-6)
+
+
+def test_ivf_index_upserts_deletes_and_scans_nprobe_lists() -> None:
+    import faiss
+
+    rng = np.random.default_rng(4)
+    vecs = rng.standard_normal((2000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ivf = faiss.index_factory(32, "IVF16,SQ8", faiss.METRIC_INNER_PRODUCT)
+    ivf.train(vecs)
+    ivf.add_with_ids(vecs, np.arange(2000, dtype=np.int64))
+    ids = [f"i{r}" for r in range(2000)]
+    pop = np.zeros(2000, dtype=np.float32)
+    one = ItemIndex(ivf, ids, vecs, pop, kind="ivf", n_probe=1)
+    idx = ItemIndex(ivf, ids, vecs, pop, kind="ivf", n_probe=16)  # every list: exact order
+    _, few = one.search(vecs[:200], 10)
+    _, all_lists = idx.search(vecs[:200], 10)
+    assert (few != all_lists).any()  # nprobe reaches FAISS
+    _, rows = idx.search(vecs[:5], 1)
+    assert rows[:, 0].tolist() == [0, 1, 2, 3, 4]
+    new = _unit(rng)
+    row = idx.upsert("new", new)
+    assert _ids(idx, idx.search(new[None], 1)[1][0]) == ["new"] and row == 2000
+    replaced = _unit(rng)
+    assert idx.upsert("i3", replaced) == 3  # replaced in place, like flat
+    assert _ids(idx, idx.search(replaced[None], 1)[1][0]) == ["i3"]
+    assert idx.delete("i4")
+    _, rows = idx.search(vecs[4][None], 50)
+    assert "i4" not in _ids(idx, rows[0]) and not idx.needs_rebuild
+    assert idx.search_depth is None  # prefix-consistent: one call serves a batch

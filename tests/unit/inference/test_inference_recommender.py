@@ -277,3 +277,21 @@ def test_an_item_without_usable_text_never_wins_a_text_query(rec: OnnxRecommende
     rec.upsert_item("hub", "", None)
     hist = rec.recommend(Request("u", history=["i1", "i9", "i17", "i25"], k=rec.n_items))
     assert [it.sources for it in hist.items if it.item_id == "hub"] == [("sequence",)]
+
+
+def test_query_vectors_are_cached_by_text_and_bounded(flat_bundle: Path) -> None:
+    rec = OnnxRecommender.load(flat_bundle, InferenceSettings(query_cache_size=2))
+    enc = rec.text_encoder
+    first = rec.recommend(Request("u1", query="funny comedy", k=5))
+    assert enc.encoded == 1
+    again = rec.recommend(Request("u2", query="  funny comedy ", k=5))  # same cleaned text
+    assert enc.encoded == 1  # from the cache
+    assert [i.item_id for i in again.items] == [i.item_id for i in first.items]
+    rec.recommend_batch([Request("u3", query="scary horror"), Request("u4", query="war")])
+    assert enc.encoded == 3
+    rec.recommend(Request("u5", query="funny comedy"))  # dropped: least recently used
+    assert enc.encoded == 4
+    off = OnnxRecommender.load(flat_bundle, InferenceSettings(query_cache_size=0))
+    off.recommend(Request("u1", query="funny comedy"))
+    off.recommend(Request("u1", query="funny comedy"))
+    assert off.text_encoder.encoded == 2

@@ -20,9 +20,22 @@ def test_index_kind_follows_catalog_size() -> None:
     assert flat.kind == "flat" and flat.recall_at_10 == 1.0
     _, ids = flat.index.search(x[:3], 1)
     assert ids[:, 0].tolist() == [0, 1, 2]  # ids are row numbers
-    hnsw = build_index(x, exact_max=100, n_probe_queries=200)
+    hnsw = build_index(x, exact_max=100, kind="hnsw", n_probe_queries=200)
     assert hnsw.kind == "hnsw" and hnsw.params["M"] == 32
     assert 0.9 <= hnsw.recall_at_10 <= 1.0
+
+
+def test_large_catalogs_get_ivf_probing_enough_lists_for_user_like_queries() -> None:
+    x = random_unit(4000, 16, seed=1)
+    built = build_index(x, exact_max=100, n_probe_queries=200, target_recall=0.9)
+    assert built.kind == "ivf" and built.params["nlist"] == 256 and built.params["codes"] == "sq8"
+    nprobe = built.params["nprobe"]
+    assert isinstance(nprobe, int) and 1 <= nprobe <= 256
+    assert built.user_recall_at_10 >= 0.9  # what the chosen nprobe was chosen for
+    _, ids = built.index.search(x[:3], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2]  # ids are row numbers
+    fewer = build_index(x, exact_max=100, n_probe_queries=200, target_recall=0.5)
+    assert fewer.params["nprobe"] < nprobe  # a lower target probes fewer lists
 
 
 def test_popularity_uses_training_events_only() -> None:

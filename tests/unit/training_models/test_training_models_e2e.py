@@ -75,6 +75,8 @@ def test_bundle_is_complete_and_learned_the_pattern(trained: tuple[Path, Path]) 
         "text_encoder.onnx",
         "text_encoder.int8.onnx",
         "sequence_encoder.onnx",
+        "sequence_item_input.onnx",
+        "sequence_core.onnx",
         "tokenizer.json",
         "items.jsonl",
         "item_vectors.npy",
@@ -88,6 +90,11 @@ def test_bundle_is_complete_and_learned_the_pattern(trained: tuple[Path, Path]) 
     metrics = manifest["metrics"]
     assert metrics["test"]["all"]["hr@10"] >= 0.9  # the successor pattern, via item vectors
     assert metrics["export"]["sequence_parity_min_cos"] > 0.999
+    assert metrics["export"]["sequence_split_parity_min_cos"] > 0.999
+    assert manifest["sequence_encoder"]["split"] == {
+        "item_input_file": "sequence_item_input.onnx",
+        "core_file": "sequence_core.onnx",
+    }
     assert metrics["text_tower"]["trainable_params"] > 0  # LoRA ran
     # the served prior's warm weight was chosen on validation and travels to serving
     prior = metrics["fusion_prior"]
@@ -98,6 +105,39 @@ def test_bundle_is_complete_and_learned_the_pattern(trained: tuple[Path, Path]) 
     assert (
         OnnxRecommender.load(bundle).settings.fusion.popularity_weight_warm
         == (prior["popularity_weight_warm"])
+    )
+
+
+def test_split_sequence_encoder_serves_what_the_whole_graph_served(
+    trained: tuple[Path, Path],
+) -> None:
+    """The split graphs (item inputs in the index) rank as the whole graph padded to
+    max_length did, the pre-issue-24 path (inference.testing.reference_recommend_batch)."""
+    from inference.settings import InferenceSettings
+    from inference.testing import reference_recommend_batch
+    from inference.types import Request
+
+    bundle, _ = trained
+    split = OnnxRecommender.load(bundle)
+    whole = OnnxRecommender.load(bundle, InferenceSettings(sequence_split=False))
+    assert split.sequence_encoder.split and not whole.sequence_encoder.split
+    ids = [f"m{r}" for r in range(N_ITEMS)]
+    rng = np.random.default_rng(0)
+    reqs = [
+        Request(f"u{i}", history=list(rng.choice(ids, size=int(rng.integers(1, 12)))), k=5)
+        for i in range(24)
+    ]
+    got = [[it.item_id for it in r.items] for r in split.recommend_batch(reqs)]
+    assert sum("sequence" in it.sources for r in split.recommend_batch(reqs) for it in r.items)
+    assert got == [[it.item_id for it in r.items] for r in whole.recommend_batch(reqs)]
+    assert got == [[it.item_id for it in r] for r in reference_recommend_batch(split, reqs)]
+    split.upsert_item("new-item", "A new item", "a brand new item")  # its input follows
+    row = split.index.row("new-item")
+    assert row is not None
+    np.testing.assert_allclose(
+        split.index.sequence_inputs[row],
+        split.sequence_encoder.item_inputs(split.index.vectors[row][None])[0],
+        atol=1e-6,
     )
 
 
