@@ -290,6 +290,33 @@ class OnnxRecommender:
         faiss.omp_set_num_threads(self.settings.faiss_threads)
         limit_blas_threads(self.settings.blas_threads)  # process-wide: any thread may call
 
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 32)) -> float:
+        """Throwaway batches of each shape the first real requests could have: every
+        history length bucket of the sequence encoder, short and long texts, at each of
+        ``batch_sizes``. The first call of an ONNX session at a new shape allocates
+        (tens of ms here); FAISS, numpy and the first code paths pay their own first
+        time. Nothing is kept: the query cache is emptied after."""
+        t0 = time.perf_counter()
+        n = len(self.index)
+        ids = [iid for r in range(min(n, 4096)) if (iid := self.index.item_id(r)) is not None]
+        if not ids:
+            return 0.0
+        enc = self.sequence_encoder
+        lengths = sorted({enc.bucket(n) for n in range(1, enc.max_length + 1)})
+        texts = ["warm up", "warming up the text encoder with a longer query " * 4]
+        for b in batch_sizes:
+            for length in lengths:
+                hist = [ids[(i * 7919) % len(ids)] for i in range(length)]
+                self.recommend_batch([Request(f"warm-{i}", history=hist) for i in range(b)])
+            for text in texts:
+                reqs = [Request(f"warm-{i}", query=f"{text} {i}") for i in range(b)]
+                self.recommend_batch(reqs)
+            both = [Request(f"warm-{i}", history=ids[:5], query=f"warm {i}") for i in range(b)]
+            self.recommend_batch(both)
+        if self._query_cache is not None:
+            self._query_cache.clear()
+        return time.perf_counter() - t0
+
     def maintain(self) -> bool:
         """Compact a tombstoned HNSW index when it asks for it (call off the hot path)."""
         if self.index.needs_rebuild:

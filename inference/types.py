@@ -118,6 +118,12 @@ class Recommender(Protocol):
         it did something. Called between batches, on the serving thread."""
         ...
 
+    def warm_up(self) -> float:
+        """Serve a few throwaway batches of every shape a first request could have, so
+        the first real ones do not pay for first-run allocations; returns the seconds
+        it took. Called once, before the model is installed (any thread)."""
+        ...
+
     def close(self) -> None:
         """Release what the model holds (ONNX sessions); called once it no longer serves."""
         ...

@@ -34,7 +34,6 @@ def worker(
     RECSTREAM_WORKER_* (batching, store, web port, ...); options here override them.
     Several workers with the same RECSTREAM_WORKER_APP_ID share the partitions.
     """
-    from stream.app import create_app
     from stream.settings import WorkerSettings
 
     overrides: dict[str, object] = {}
@@ -47,7 +46,30 @@ def worker(
     if passthrough:
         overrides["passthrough"] = True
     ws = WorkerSettings().model_copy(update=overrides)
+    use_event_loop(ws.event_loop)  # before anything makes a loop: Faust's threads use it too
+    from stream.app import create_app
+
     run_worker(create_app(worker_settings=ws), loglevel)
+
+
+def use_event_loop(kind: str) -> None:
+    """Make new event loops (the worker's and its consumer thread's) ``kind`` loops.
+
+    uvloop is a core dependency except on Windows, where it does not exist: there the
+    worker says so and runs the standard library's loop."""
+    import asyncio
+    import logging
+
+    if kind != "uvloop":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        logging.getLogger(__name__).warning(
+            "RECSTREAM_WORKER_EVENT_LOOP=uvloop but uvloop is not installed: using asyncio's"
+        )
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 MAX_SELF_RESTARTS = 10

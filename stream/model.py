@@ -7,7 +7,8 @@ included, are :mod:`inference.bundle.pointer`'s). Every ``reload_interval_s`` th
 holder resolves the pointer again; when the answer changes it loads the new bundle
 *aside* in a thread with its loader (the serving core verifies every file as it
 reads it; the manifest is read once), checks it answers one request with its own
-version, re-applies the catalog changes the live model received
+version, warms it up (throwaway batches of every shape, so the first real requests do
+not pay first-run allocations), re-applies the catalog changes the live model received
 (:class:`stream.overlay.ItemOverlay`), and then swaps one reference on the
 event-loop thread. Holders are plain objects, one per pointer: serving a second
 bundle (a canary) is a second holder, and ``stream.rollout`` coordinates the two
@@ -204,5 +205,8 @@ class ModelHolder:
         check = new.recommend_batch([Request(user_id="__reload_check__", query="check", k=1)])
         if len(check) != 1 or check[0].model_version != new.model_version:
             raise BundleError(f"{target}: smoke request did not answer with its version")
+        # warm before serving: the first real batches of a fresh model paid its first-run
+        # allocations (the worker says ready only once a model is installed)
+        log.info("model %s warmed up in %.2f s", new.model_version, new.warm_up())
         upto = self.overlay.replay(new, new.created_ts)
         return new, upto, max(0, resident_bytes() - before)

@@ -8,6 +8,7 @@ class holds only what the streaming worker itself decides.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,9 @@ class WorkerSettings(BaseSettings):
 
     # Faust application id = Kafka consumer group and prefix of changelog topics.
     app_id: str = "recstream"
+    # The event loop of the worker's threads: uvloop (libuv; the asyncio machinery was a
+    # real share of a worker's CPU, bench/RESULTS.md issue 24) or the standard library's.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Micro-batching: a batch closes when it holds this many events ...
     batch_max_size: int = Field(default=64, ge=1, le=10_000)
     # ... or this many seconds after its first event arrived (0: take what is queued).

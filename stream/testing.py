@@ -35,6 +35,7 @@ class FakeRecommender:
         self.batches: list[list[Request]] = []
         self.fail_users: set[str] = set()  # requests for these users raise
         self.closed = False
+        self.warm_ups = 0  # warm_up calls (a holder warms a model before it serves)
 
     @property
     def model_version(self) -> str:
@@ -57,6 +58,10 @@ class FakeRecommender:
 
     def maintain(self) -> bool:
         return False
+
+    def warm_up(self) -> float:
+        self.warm_ups += 1
+        return 0.0  # nothing to warm
 
     def close(self) -> None:
         self.closed = True

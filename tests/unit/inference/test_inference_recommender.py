@@ -295,3 +295,13 @@ def test_query_vectors_are_cached_by_text_and_bounded(flat_bundle: Path) -> None
     off.recommend(Request("u1", query="funny comedy"))
     off.recommend(Request("u1", query="funny comedy"))
     assert off.text_encoder.encoded == 2
+
+
+def test_warm_up_serves_every_bucket_and_leaves_no_trace(flat_bundle: Path) -> None:
+    rec = OnnxRecommender.load(flat_bundle)
+    before = rec.recommend(Request("u1", history=["i3", "i5"], query="funny", k=5))
+    seconds = rec.warm_up(batch_sizes=(1, 4))
+    assert seconds > 0 and rec.text_encoder.encoded > 1
+    assert rec._query_cache is not None and len(rec._query_cache) == 0  # warm texts dropped
+    after = rec.recommend(Request("u1", history=["i3", "i5"], query="funny", k=5))
+    assert [i.item_id for i in after.items] == [i.item_id for i in before.items]

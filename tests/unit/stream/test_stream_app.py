@@ -103,3 +103,25 @@ async def test_produce_sends_changelog_records_to_their_partition_and_counts_out
     out = worker.metrics.registry.get_sample_value
     assert out("recstream_events_out_total", {"topic": "recommendations"}) == 2
     assert out("recstream_events_out_total", {"topic": "app-user_sequence-changelog"}) == 1
+
+
+def test_the_worker_loop_is_uvloop_unless_settings_say_asyncio() -> None:
+    import asyncio
+
+    import uvloop
+
+    from stream.cli import use_event_loop
+
+    old = asyncio.get_event_loop_policy()
+    try:
+        asyncio.set_event_loop_policy(None)  # the standard library's
+        use_event_loop("asyncio")
+        loop = asyncio.new_event_loop()
+        assert not isinstance(loop, uvloop.Loop)
+        loop.close()
+        use_event_loop("uvloop")
+        loop = asyncio.new_event_loop()
+        assert isinstance(loop, uvloop.Loop)
+        loop.close()
+    finally:
+        asyncio.set_event_loop_policy(old)

@@ -70,6 +70,7 @@ async def test_hot_reload_swaps_verifies_and_replays_catalog(tmp_path: Path) -> 
     assert await holder.maybe_reload() is True
     new = holder.current
     assert isinstance(new, FakeRecommender) and new.model_version == "v3"
+    assert new.warm_ups == 1  # warmed once, before it served
     assert new.title("new") == "New" and new.title("m1") is None
     sample = metrics.registry.get_sample_value
     assert sample("recstream_model_reloads_total", {"result": "ok"}) == 2.0

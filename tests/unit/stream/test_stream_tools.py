@@ -130,6 +130,27 @@ class _Table:
     data: dict = field(default_factory=dict)
 
 
+def test_demo_summary_counts_only_the_events_this_run_published() -> None:
+    from tools.demo import LatencyLog
+    from tools.replay import Planned
+
+    def rec(event_id: str, event_ts: float) -> Recommendation:
+        return Recommendation(
+            user_id="u", trigger_event_id=event_id, trigger="event", items=[],
+            model_version="v1", event_ts=event_ts, emitted_ts=event_ts,
+        )  # fmt: skip
+
+    log = LatencyLog()
+    for i in range(3):
+        log.sent(Planned("user_events", "u", {}), {"event_id": f"now-{i}", "ts": 1000.0})
+    log.add(rec("earlier-run-7", 10.0), received=1000.0)  # replayed by a restarted worker
+    for i in range(3):
+        log.add(rec(f"now-{i}", 1000.0), received=1000.005 + i * 0.001)
+    summary = log.summary()
+    assert "3 recommendations for this run's 3 events" in summary
+    assert "p99 7.0 ms" in summary and "1 for an earlier run's events not counted" in summary
+
+
 def test_table_view_coalesces_changelog_per_key_and_partition() -> None:
     batch = ChangelogBatch()
     view = TableView(_Table(_Topic("app-user_sequence-changelog")), batch)
