@@ -11,11 +11,14 @@ and not a cosine; only its order within one result means something), see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inference.online import LearnedItem
 
 Source = Literal["sequence", "query", "popular"]
 
@@ -107,6 +110,20 @@ class Recommender(Protocol):
         ...
 
     def title(self, item_id: str) -> str | None: ...
+
+    # -- online item learning (inference.online) --------------------------------------
+    def item_vector(self, item_id: str) -> np.ndarray | None:
+        """(D,) the vector ``item_id`` is served with now; None if it is not live."""
+        ...
+
+    def base_vector(self, item_id: str) -> tuple[np.ndarray, bool] | None:
+        """(vector learning starts from, whether the bundle trained it); None if not live."""
+        ...
+
+    def apply_learned(self, learned: Mapping[str, LearnedItem | None]) -> int:
+        """Serve each item as its learned state says (None: as published); the number
+        of live items updated. States are for this model's version (the caller checks)."""
+        ...
 
     def pin_threads(self) -> None:
         """Apply this model's per-thread runtime settings (FAISS's OpenMP thread

@@ -29,6 +29,7 @@ from recstream.errors import SchemaError
 __all__ = [
     "DLQRecord",
     "EventType",
+    "ItemFeedback",
     "ItemUpdate",
     "Limits",
     "RecItem",
@@ -102,6 +103,29 @@ class ItemUpdate(_Message):
     text: str | None = None
     attributes: dict[str, Any] | None = None
     ts: float
+
+
+class ItemFeedback(_Message):
+    """``item-feedback`` value (internal, keyed by item): what one event teaches one item.
+
+    ``op="click"``: written by the worker that answered the click; ``step`` is the
+    direction the click moves the item's vector in the item space of bundle
+    ``version`` (base64 little-endian float32, ``inference.online.feedback_step``;
+    None when there is no step to take, so only the item's click count learns);
+    ``source_partition``/``source_offset`` locate the click in ``user-events`` so a
+    replayed click is folded once. ``op="forget"``: the catalog deleted the item;
+    its learned state goes (``ts`` is the deletion's).
+    """
+
+    item_id: Id
+    op: Literal["click", "forget"] = "click"
+    ts: float
+    version: str = Field(default="", max_length=MAX_ID_CHARS)
+    created_ts: float = 0.0
+    step: str | None = Field(default=None, max_length=65_536)
+    trained: bool = True
+    source_partition: int = Field(default=0, ge=0)
+    source_offset: int = Field(default=0, ge=0)
 
 
 class RecItem(BaseModel):
@@ -206,6 +230,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "user-events": UserEvent,
     "search-text": SearchText,
     "item-updates": ItemUpdate,
+    "item-feedback": ItemFeedback,
     "recommendations": Recommendation,
     "recstream-dlq": DLQRecord,
 }

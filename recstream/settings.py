@@ -40,6 +40,9 @@ class TopicNames(_Section):
     user_events: str = "user-events"
     search_text: str = "search-text"
     item_updates: str = "item-updates"
+    # internal: what clicks teach items, keyed by item (stream.learning); partitioned
+    # like user-events (the learned-item table is co-partitioned with it)
+    item_feedback: str = "item-feedback"
     recommendations: str = "recommendations"
     dlq: str = "recstream-dlq"
 

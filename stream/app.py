@@ -26,6 +26,13 @@ bundles in ``stream.rollout`` (who gets which: ``stream.buckets``); every answer
 click is judged against the user's earlier list (``stream.feedback``); HTTP
 endpoints in ``stream.web`` (over ``stream.readiness``, ``stream.trending``,
 ``stream.latest``).
+
+Online item learning (``stream.learning``): each batch's clicks also produce
+``item-feedback`` records; agent ``learn`` (partitioned by item) folds them into
+table ``item_learned``; agent ``forget`` forwards catalog deletes to it; every
+worker applies the table's changelog to its live model (``LearnedFollower``).
+The learner's outputs (changelog records, dead letters) gate its input offsets as
+the recommend agent's do.
 """
 
 from __future__ import annotations
@@ -41,10 +48,11 @@ from typing import Any, cast
 import faust
 import mode
 
-from inference.settings import InferenceSettings
-from recstream.errors import ConfigError
+from inference.settings import InferenceSettings, OnlineSettings
+from inference.types import Recommender
+from recstream.errors import ConfigError, SchemaError
 from recstream.kafka_admin import client_kwargs
-from recstream.schemas import encode
+from recstream.schemas import ItemUpdate, decode, encode
 from recstream.settings import Settings
 from stream.acks import AckPipeline
 from stream.batching import take_ready
@@ -54,6 +62,7 @@ from stream.consumer import AtLeastOnceConsumer
 from stream.consumer import install as install_consumer
 from stream.feedback import LiveFeedback, Shown
 from stream.latest import LatestRecommendations
+from stream.learning import FeedbackMaker, LearnedFollower, Learner, forget_record
 from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
 from stream.model import Loader
@@ -81,10 +90,12 @@ class Worker:
         settings: Settings,
         worker_settings: WorkerSettings,
         loader: Loader,
+        online: OnlineSettings | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.ws = worker_settings
+        self.online = online if online is not None else OnlineSettings()
         self.metrics = WorkerMetrics()
         self.overlay = ItemOverlay()
         source = worker_settings.bundle or settings.bundles
@@ -139,10 +150,29 @@ class Worker:
             on_applied=self._update_index_gauge,
             consumer_options=client_kwargs(settings.bootstrap, settings.security),
         )
+        # online item learning (stream.learning): its own table and changelog batch (the
+        # learn agent runs beside the recommend agent on the same loop)
+        self.item_feedback = FeedbackMaker(topics.item_feedback, self.online)
+        self.learn_changelog = ChangelogBatch()
+        learned_table = TableView(app.Table("item_learned", **tables), self.learn_changelog)
+        self.learner = Learner(
+            table=learned_table,
+            changelog=self.learn_changelog,
+            online=self.online,
+            dead_letter=self._dlq_message,
+        )
+        self.learned = LearnedFollower(
+            bootstrap=settings.bootstrap,
+            topic=learned_table.topic,
+            models=self.serving_models,
+            metrics=self.metrics,
+            consumer_options=client_kwargs(settings.bootstrap, settings.security),
+        )
         self.inputs = {topics.user_events, topics.search_text}
         self.readiness = Readiness(
             rollout=self.rollout,
             catalog_caught_up=self.catalog.caught_up,
+            learned_caught_up=self.learned.caught_up,
             assigned=self.assigned,
             inputs=self.inputs,
         )
@@ -154,17 +184,7 @@ class Worker:
         Returns a future that completes once the broker acknowledged every output
         of the batch (acks=all); the caller acks the input events only then.
         """
-        msgs = [
-            InMessage(
-                e.message.topic,
-                e.message.partition,
-                e.message.offset,
-                e.message.key,
-                e.message.value,
-                context=e,
-            )
-            for e in events
-        ]
+        msgs = [_in_message(e) for e in events]
         self.metrics.child(self.metrics.batch_size, "recommend").observe(len(msgs))
         try:
             out = self.processor.process(msgs)
@@ -177,12 +197,45 @@ class Worker:
             if feedback.enabled:
                 shown = Shown(answer.emitted_ts, answer.items, answer.model_version, answer.bucket)
                 feedback.observe(answer.user_id, answer.clicked, answer.event_ts, shown)
+        # what the batch's clicks teach their items, each by the model that answered it
+        # (swaps happen between batches, so those models still serve)
+        learning = self.item_feedback.records(self.serving_models(), out.clicks)
         # Recommendations first: the producer sends in this order, and the batch's
         # dead letters can be large (up to max_message_bytes of raw each).
         recs_topic = self.settings.topics.recommendations
         answers = [m for m in out.messages if m.topic == recs_topic]
         others = [m for m in out.messages if m.topic != recs_topic]
-        return await self.produce([*answers, *self.changelog.drain(), *others])
+        return await self.produce([*answers, *self.changelog.drain(), *learning, *others])
+
+    async def handle_feedback(self, events: Sequence[Any]) -> asyncio.Future[None]:
+        """The learn agent's batch: fold it into the learned table, produce the table's
+        changelog records (and dead letters); the future completes when all are acked."""
+        msgs = [_in_message(e) for e in events]
+        self.metrics.child(self.metrics.batch_size, "learn").observe(len(msgs))
+        for topic, n in Counter(m.topic for m in msgs).items():
+            self.metrics.child(self.metrics.events_in, topic).inc(n)
+        out = self.learner.process(msgs)
+        return await self.produce([*self.learn_changelog.drain(), *out.messages])
+
+    async def handle_catalog(self, events: Sequence[Any]) -> asyncio.Future[None]:
+        """The forget agent's batch: each delete goes to its item's learner. Invalid
+        item updates are dead-lettered by every worker's catalog follower, not here."""
+        topic = self.settings.topics.item_feedback
+        forgets = []
+        for e in events:
+            try:
+                update = decode(ItemUpdate, e.message.value or b"")
+            except SchemaError:
+                continue
+            if update.op == "delete":
+                forgets.append(forget_record(topic, update))
+        return await self.produce(forgets)
+
+    def _dlq_message(self, msg: InMessage, reason: str, error: str) -> OutMessage:
+        log.warning("dead-lettering %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+        self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
+        record = dlq_record(msg, reason, error, self.processor.limits)
+        return OutMessage(self.settings.topics.dlq, msg.key, encode(record))
 
     async def produce(self, messages: Sequence[OutMessage]) -> asyncio.Future[None]:
         """Hand every message to the producer; the future completes when all are acked."""
@@ -216,6 +269,14 @@ class Worker:
             child = self._e2e_children[trigger] = self.metrics.e2e_latency.labels(trigger=trigger)
         return child
 
+    def serving_models(self) -> list[Recommender]:
+        """The models serving now: the control's, and the canary's when it serves."""
+        out: list[Recommender] = []
+        for holder in self.rollout.holders:
+            if holder.current is not None and all(m is not holder.current for m in out):
+                out.append(holder.current)
+        return out
+
     def _update_index_gauge(self) -> None:
         current = self.rollout.control.current
         if current is not None:
@@ -243,6 +304,11 @@ class Worker:
 
 async def await_delivery(fut: asyncio.Future[None]) -> None:
     await fut
+
+
+def _in_message(e: Any) -> InMessage:
+    m = e.message
+    return InMessage(m.topic, m.partition, m.offset, m.key, m.value, context=e)
 
 
 def import_loader(spec: str) -> Loader:
@@ -328,7 +394,8 @@ def create_app(
         broker_credentials=faust_credentials(settings),
     )
     install_consumer(app)  # never commits past an unanswered input (stream.consumer)
-    worker = Worker(app, settings, ws, loader)
+    online = (inference_settings or InferenceSettings()).online
+    worker = Worker(app, settings, ws, loader, online)
     app.recstream = worker  # type: ignore[attr-defined]
     topics = settings.topics
     inputs = app.topic(
@@ -356,6 +423,55 @@ def create_app(
             log.critical("recommend agent failed; stopping the worker", exc_info=exc)
             worker.readiness.failed = True
             raise
+
+    feedback_topic = app.topic(topics.item_feedback, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(feedback_topic, name="learn", concurrency=1)
+    async def learn(stream: faust.StreamT[bytes]) -> None:
+        # Folds what clicks teach items into the learned table; its outputs gate its
+        # input offsets (at-least-once), and a failure stops the worker (as recommend).
+        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
+        batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
+        try:
+            async for events in batches:
+                delivered = await worker.handle_feedback(events)
+                await acks.add(events, delivered)
+        except Exception as exc:
+            log.critical("learn agent failed; stopping the worker", exc_info=exc)
+            worker.readiness.failed = True
+            raise
+        finally:
+            worker.learn_changelog.leave()
+
+    catalog_topic = app.topic(topics.item_updates, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(catalog_topic, name="forget", concurrency=1)
+    async def forget(stream: faust.StreamT[bytes]) -> None:
+        # Forwards catalog deletes to the deleted item's learner (item-feedback is keyed
+        # by item): the learned state of a deleted item goes with it.
+        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
+        batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
+        try:
+            async for events in batches:
+                delivered = await worker.handle_catalog(events)
+                await acks.add(events, delivered)
+        except Exception as exc:
+            log.critical("forget agent failed; stopping the worker", exc_info=exc)
+            worker.readiness.failed = True
+            raise
+
+    @app.task
+    async def follow_learned() -> None:
+        # Applies every learned item state to the live model; a plain consumer like the
+        # catalog follower: if it fails, start over from the beginning (idempotent).
+        while True:
+            try:
+                await worker.learned.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("learned-item follower failed; restarting in 2 s")
+                await asyncio.sleep(2.0)
 
     @app.task
     async def load_model() -> None:

@@ -7,8 +7,8 @@ changes one fails that test, not a production worker):
 - :func:`bind_current_event`: ``faust.streams._current_event``. ``take_events``-style
   batching hands the agent a list, so Faust's task-local "current event" is unset in
   the agent body; the RocksDB store's ``_set`` picks its partition database from it.
-- :func:`store_get` / :func:`store_set`: ``SerializedStore._get`` / ``_set``, the
-  bytes-level store API under Faust's serializers (``stream.state``).
+- :func:`store_get` / :func:`store_set` / :func:`store_del`: ``SerializedStore._get`` /
+  ``_set`` / ``_del``, the bytes-level store API under Faust's serializers (``stream.state``).
 - :func:`enable_passive` / :func:`remove_processor`: ``Stream._enable_passive`` and
   ``Stream._processors``, as Faust's own ``take_events`` uses them (``stream.batching``).
 - :func:`topic_partitions`: aiokafka's ``AIOKafkaConsumer._client.fetch_all_metadata``
@@ -34,6 +34,7 @@ __all__ = [
     "bind_current_event",
     "enable_passive",
     "remove_processor",
+    "store_del",
     "store_get",
     "store_set",
     "topic_partitions",
@@ -67,6 +68,11 @@ def store_get(store: SerializedStore, key: bytes) -> bytes | None:
 def store_set(store: SerializedStore, key: bytes, value: bytes) -> None:
     """Store ``value`` under ``key`` in the current event's partition (see above)."""
     store._set(key, value)
+
+
+def store_del(store: SerializedStore, key: bytes) -> None:
+    """Remove ``key`` (absent: nothing happens), bypassing Faust's serializers."""
+    store._del(key)
 
 
 def enable_passive(stream: Any, channel_iterator: Any) -> None:

@@ -24,5 +24,5 @@ class OutMessage:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a table key deleted)
     partition: int | None = None  # None: the producer's partitioner (by key)

@@ -36,6 +36,8 @@ LATENCY_BUCKETS = (
     0.5,
     1.0,
 )
+# online learning's lag objective is 1 s (p99) from the click to every worker
+LEARNED_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("decode", "encode_text", "encode_sequence", "search", "fuse", "produce")
 # Live feedback (stream.feedback): the rank of a hit, and the age of the judged list.
@@ -114,6 +116,23 @@ class WorkerMetrics:
         self.index_items = Gauge(
             "recstream_index_items", "Items searchable in the live index.", registry=r
         )
+        self.learned_updates = Counter(
+            "recstream_learned_updates",
+            "Learned item states this worker's applier read, by what became of them.",
+            ["result"],  # applied, other_version, not_live
+            registry=r,
+        )
+        self.learned_items = Gauge(
+            "recstream_learned_items",
+            "Items with a learned state for the served model version.",
+            registry=r,
+        )
+        self.learned_lag = Histogram(
+            "recstream_learned_update_lag_seconds",
+            "Click (its event ts) to the item's learned state applied on this worker.",
+            buckets=LEARNED_LAG_BUCKETS,
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "recstream_consumer_lag",
             "High watermark minus committed offset.",
@@ -152,6 +171,8 @@ class WorkerMetrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._versions: dict[str, str] = {}  # bucket -> version in model_info
         self._memory: set[str] = set()  # buckets with a model_memory series
+        for result in ("applied", "other_version", "not_live"):  # exported from the start
+            self.child(self.learned_updates, result)
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, cached: labels() costs ~5 µs, paid per batch and output."""

@@ -83,11 +83,25 @@ class Answer:
     clicked: str | None = None  # the clicked item, when the trigger was a click
 
 
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A user event the batch answered, and the user's vector that answered it: what
+    online learning (``stream.learning``) needs to teach the item."""
+
+    item_id: str
+    ts: float
+    partition: int  # where the event came from (its input partition and offset)
+    offset: int
+    user_vector: np.ndarray | None  # None: the user has no known history
+    model_version: str
+
+
 @dataclass
 class BatchOutput:
     messages: list[OutMessage] = field(default_factory=list)  # to produce, in this order
     recommendations: list[Answer] = field(default_factory=list)
     dlq: list[DLQRecord] = field(default_factory=list)
+    clicks: list[Click] = field(default_factory=list)  # answered user events, in order
 
 
 def dlq_record(
@@ -226,6 +240,17 @@ class BatchProcessor:
                 if self.on_message is not None:
                     self.on_message(p.msg)  # the write belongs to this event's partition
                 self._cache_query_vector(p.event, result.query_vector, result.model_version)
+            if isinstance(p.event, UserEvent) and result.model_version != PASSTHROUGH_VERSION:
+                out.clicks.append(
+                    Click(
+                        p.event.item_id,
+                        p.event.ts,
+                        p.msg.partition,
+                        p.msg.offset,
+                        result.user_vector,
+                        result.model_version,
+                    )
+                )
             answer = self._answer(p.event, result, p.bucket)
             out.recommendations.append(answer)
             out.messages.append(

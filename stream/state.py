@@ -26,7 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 from stream.codec import dumps, loads
-from stream.faust_compat import SerializedStore, bind_current_event, store_get, store_set
+from stream.faust_compat import (
+    SerializedStore,
+    bind_current_event,
+    store_del,
+    store_get,
+    store_set,
+)
 from stream.messages import InMessage, OutMessage
 
 
@@ -59,7 +65,8 @@ class ChangelogBatch:
     def add(self, topic: str, key: str, value: Any) -> None:
         self._put((topic, self.partition, dumps(key)), (value, False))
 
-    def add_encoded(self, topic: str, key: bytes, value: bytes) -> None:
+    def add_encoded(self, topic: str, key: bytes, value: bytes | None) -> None:
+        """A record whose value is already bytes (None: a tombstone, the key deleted)."""
         self._put((topic, self.partition, key), (value, True))
 
     def _put(self, slot: tuple[str, int, bytes], entry: tuple[Any, bool]) -> None:
@@ -114,8 +121,16 @@ class TableView:
         self.table.data[key] = value
         self.batch.add(self.topic, key, value)
 
-    def __delitem__(self, key: str) -> None:  # pragma: no cover - not used by the agent
-        raise NotImplementedError("the worker never deletes user state")
+    def __delitem__(self, key: str) -> None:
+        """Remove ``key`` (absent: nothing to remove) and log a tombstone: Faust's
+        recovery deletes a key whose latest changelog record has no value."""
+        k = dumps(key)
+        store = self._bytes_store
+        if store is not None:
+            store_del(store, k)
+        else:
+            self.table.data.pop(key, None)
+        self.batch.add_encoded(self.topic, k, None)
 
     def __iter__(self) -> Any:
         return iter(self.table.data)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.bundle.manifest import MANIFEST, created_ts
 from inference.types import Request, Result, ScoredItem
+
+if TYPE_CHECKING:
+    from inference.online import LearnedItem
 
 
 class FakeRecommender:
@@ -33,6 +37,8 @@ class FakeRecommender:
         self._dim = dim
         self._created_ts = created_ts
         self.batches: list[list[Request]] = []
+        self.trained = set(self.items)  # items given at construction count as trained
+        self.learned: dict[str, LearnedItem | None] = {}  # what apply_learned was told, last
         self.fail_users: set[str] = set()  # requests for these users raise
         self.closed = False
         self.warm_ups = 0  # warm_up calls (a holder warms a model before it serves)
@@ -95,21 +101,54 @@ class FakeRecommender:
             scored.append(ScoredItem(item_id, hits + 1.0 / (rank + 2), sources, r.query))
         scored.sort(key=lambda s: -s.score)
         vector = self.encode_texts([r.query])[0] if r.query and r.query_vector is None else None
+        user_vector = None
+        if r.history:  # a recency-free mean of the history's vectors
+            known = [v for i in r.history if (v := self.item_vector(i)) is not None]
+            if known:
+                mean = np.mean(known, axis=0)
+                user_vector = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
         return Result(
             r.user_id,
             scored[: r.k],
             self._version,
             query_vector=vector if vector is not None else r.query_vector,
             timings={"search": 0.0001},
+            user_vector=user_vector,
         )
 
     def upsert_item(
         self, item_id: str, title: str, text: str | None = None, attributes: dict | None = None
     ) -> None:
         self.items[item_id] = (title, text or "")
+        self.trained.discard(item_id)
+        self.learned.pop(item_id, None)
 
     def delete_item(self, item_id: str) -> None:
         self.items.pop(item_id, None)
+        self.learned.pop(item_id, None)
+
+    def base_vector(self, item_id: str) -> tuple[np.ndarray, bool] | None:
+        entry = self.items.get(item_id)
+        if entry is None:
+            return None
+        return self.encode_texts([f"{entry[0]} {entry[1]}"])[0], item_id in self.trained
+
+    def item_vector(self, item_id: str) -> np.ndarray | None:
+        from inference.online import served_vector
+
+        base = self.base_vector(item_id)
+        if base is None:
+            return None
+        state = self.learned.get(item_id)
+        return served_vector(base[0], None if state is None else state.delta)
+
+    def apply_learned(self, learned: Mapping[str, LearnedItem | None]) -> int:
+        done = 0
+        for item_id, state in learned.items():
+            if item_id in self.items:
+                self.learned[item_id] = state
+                done += 1
+        return done
 
     def title(self, item_id: str) -> str | None:
         entry = self.items.get(item_id)

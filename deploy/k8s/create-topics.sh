@@ -4,7 +4,7 @@
 # (deploy/compose.yaml) and the Kubernetes Job (deploy/k8s/topics-job.yaml).
 #
 #   KAFKA_BOOTSTRAP           bootstrap servers (default: $RECSTREAM_BOOTSTRAP)
-#   PARTITIONS                user-events, search-text, recommendations
+#   PARTITIONS                user-events, search-text, recommendations, item-feedback
 #                             (default: $RECSTREAM_WORKER_PARTITIONS, else 4)
 #   ITEM_UPDATES_PARTITIONS   item-updates (default 1: catalog order is global)
 #   DLQ_PARTITIONS            recstream-dlq (default 1)
@@ -79,5 +79,7 @@ ensure "${RECSTREAM_TOPICS__USER_EVENTS:-user-events}" "$PARTITIONS"
 ensure "${RECSTREAM_TOPICS__SEARCH_TEXT:-search-text}" "$PARTITIONS"
 ensure "${RECSTREAM_TOPICS__RECOMMENDATIONS:-recommendations}" "$PARTITIONS"
 ensure "${RECSTREAM_TOPICS__ITEM_UPDATES:-item-updates}" "$ITEM_UPDATES_PARTITIONS"
+# internal: what clicks teach items, keyed by item (agent learn, table item_learned)
+ensure "${RECSTREAM_TOPICS__ITEM_FEEDBACK:-item-feedback}" "$PARTITIONS"
 ensure "${RECSTREAM_TOPICS__DLQ:-recstream-dlq}" "$DLQ_PARTITIONS"
 echo "create-topics: done"

@@ -50,6 +50,7 @@ def run(kafka_topics: Path, bootstrap: str, suffix: str, partitions: int):
                 ("USER_EVENTS", "user-events"),
                 ("SEARCH_TEXT", "search-text"),
                 ("ITEM_UPDATES", "item-updates"),
+                ("ITEM_FEEDBACK", "item-feedback"),
                 ("RECOMMENDATIONS", "recommendations"),
                 ("DLQ", "recstream-dlq"),
             )
@@ -73,6 +74,7 @@ def test_script_creates_topics_on_a_real_broker_and_guards_partitions(
     assert f"user-events-{suffix} ok (3 partitions" in first.stdout
     assert f"recstream-dlq-{suffix} ok (2 partitions" in first.stdout
     assert f"item-updates-{suffix} ok (1 partitions" in first.stdout
+    assert f"item-feedback-{suffix} ok (3 partitions" in first.stdout
 
     described = subprocess.run(
         [str(kafka_topics), "--bootstrap-server", kafka.bootstrap, "--describe", "--topic",

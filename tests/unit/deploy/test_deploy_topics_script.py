@@ -79,6 +79,7 @@ def test_creates_every_topic_with_its_partition_count(state: Path) -> None:
         "search-text": 12,
         "recommendations": 12,
         "item-updates": 1,
+        "item-feedback": 12,
         "recstream-dlq": 2,
     }
     assert (state / "bootstrap").read_text().strip() == "k:9092"
@@ -100,6 +101,7 @@ def test_defaults_follow_the_worker_settings(state: Path) -> None:
         "search-text": 6,
         "recommendations": 6,
         "item-updates": 1,
+        "item-feedback": 6,
         "dead": 1,
     }
     assert (state / "bootstrap").read_text().strip() == "b:9093"

@@ -131,6 +131,7 @@ def test_json_schema_export_covers_every_topic_and_matches_models() -> None:
         "user-events",
         "search-text",
         "item-updates",
+        "item-feedback",
         "recommendations",
         "recstream-dlq",
     }

@@ -19,7 +19,7 @@ from stream.settings import WorkerSettings
 def test_create_app_wires_agent_tables_pages_and_settings(tmp_path: Path) -> None:
     from stream.app import create_app
 
-    topics = TopicNames(user_events="ue", search_text="st")
+    topics = TopicNames(user_events="ue", search_text="st", item_feedback="fb", item_updates="iu")
     settings = Settings(bootstrap="h1:1,h2:2", topics=topics, state_dir=tmp_path)
     ws = WorkerSettings(store="memory://", web_port=16999, app_id="unit", partitions=6)
     app = create_app(settings, ws, loader=lambda p: None)  # type: ignore[arg-type,return-value]
@@ -28,11 +28,19 @@ def test_create_app_wires_agent_tables_pages_and_settings(tmp_path: Path) -> Non
     assert app.conf.consumer_auto_offset_reset == "earliest"
     agent = app.agents["recommend"]
     assert set(agent.channel.topics) == {"ue", "st"} and agent.concurrency == 1
-    assert {t.name for t in app.tables.values()} == {"user_sequence", "user_interest", "trending"}
+    users = {"user_sequence", "user_interest", "trending"}
+    assert {t.name for t in app.tables.values()} == {*users, "item_learned"}
     assert all(t.partitions == 6 for t in app.tables.values())
+    # online learning: clicks' feedback is folded per item, catalog deletes forwarded to it
+    learn, forget = app.agents["learn"], app.agents["forget"]
+    assert set(learn.channel.topics) == {"fb"} and learn.concurrency == 1
+    assert set(forget.channel.topics) == {"iu"} and forget.concurrency == 1
     worker = app.recstream  # type: ignore[attr-defined]
     assert worker.rollout.control.current is None and worker.rollout.canary.current is None
     assert not worker.catalog.caught_up.is_set()
+    assert worker.learned.topic == "unit-item_learned-changelog"
+    assert worker.readiness.learned_caught_up is worker.learned.caught_up
+    assert not worker.learned.caught_up.is_set()  # not ready before the follower caught up
     assert (tmp_path / "worker").is_dir()
 
 

@@ -20,6 +20,7 @@ from stream.faust_compat import (
     bind_current_event,
     enable_passive,
     remove_processor,
+    store_del,
     store_get,
     store_set,
     topic_partitions,
@@ -64,6 +65,11 @@ def test_the_rocksdb_store_writes_to_the_current_events_partition(tmp_path: Path
         bind_current_event(None)
         assert store_get(store, b'"k"') == b"[1]"  # found by key without an event
         assert store_get(store, b'"nope"') is None
+        bind_current_event(event)
+        store_del(store, b'"k"')
+        store_del(store, b'"nope"')  # absent: no error
+        assert store_get(store, b'"k"') is None
+        bind_current_event(None)
         del event
     finally:
         bind_current_event(None)
