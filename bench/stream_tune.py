@@ -1,7 +1,7 @@
 """Choose the online-learning settings on the VALIDATION part of the stream (issue 20).
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. python bench/stream_tune.py --dataset ml-100k \\
-        --bundle BV [--until 0.7] [--out tune.json]
+        --bundle BV [--until 0.7] [--grid full|small] [--out tune.json]
 
 BV is a bundle trained with ``recstream train --split temporal --split-at 0.6``:
 it is replayed on the events from its own T (the 0.6 quantile's time) up to the
@@ -12,9 +12,10 @@ setting):
 
 1. popularity only (vectors off): the stream popularity's half-life;
 2. new items' learning rate and bound (trained items frozen);
-3. trained items' learning rate and bound;
-4. which user vector teaches the item: the one that ranked the click, or the one
-   the worker computes to answer it (history including the clicked item).
+3. trained items' learning rate and bound.
+
+The user vector that teaches a clicked item is the one a worker has: the vector
+it computed to answer the click (the history includes the clicked item).
 
 Every run is printed (all, warm items, new items at 5+ clicks, new users) with
 its time; the static replay is the first row.
@@ -46,11 +47,22 @@ from training.split import split_time
 
 log = logging.getLogger("bench.stream_tune")
 
-HALF_LIVES_S = (86400.0, 3 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0)
-LR_NEW = (0.02, 0.05, 0.1, 0.2)
-BOUND_NEW = (0.1, 0.25, 0.5)
-LR_TRAINED = (0.002, 0.005, 0.01, 0.02)
-BOUND_TRAINED = (0.02, 0.05, 0.1)
+GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "full": {  # 30 replays
+        "half_life_s": (86400.0, 3 * 86400.0, 7 * 86400.0, 14 * 86400.0, 30 * 86400.0),
+        "lr_new": (0.02, 0.05, 0.1, 0.2),
+        "bound_new": (0.1, 0.25, 0.5),
+        "lr_trained": (0.002, 0.005, 0.01, 0.02),
+        "bound_trained": (0.02, 0.05, 0.1),
+    },
+    "small": {  # 11 replays: the full grid's middle and ends, for a shared 2-core machine
+        "half_life_s": (3 * 86400.0, 7 * 86400.0, 14 * 86400.0),
+        "lr_new": (0.05, 0.2),
+        "bound_new": (0.25, 0.5),
+        "lr_trained": (0.002, 0.005, 0.02),
+        "bound_trained": (0.05,),
+    },
+}
 
 
 def _five_plus(rep: dict[str, Any]) -> float | None:
@@ -67,8 +79,10 @@ def main() -> int:
     ap.add_argument("--bundle", type=Path, required=True, help="the validation bundle")
     ap.add_argument("--until", type=float, default=0.7, help="replay up to this quantile")
     ap.add_argument("--limit", type=int, default=None, help="replay only the first N events")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="full", help="settings searched")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    grid = GRIDS[args.grid]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -83,7 +97,7 @@ def main() -> int:
     created = _created_ts(manifest)
     runs: list[dict[str, Any]] = []
 
-    def run(online: OnlineSettings | None, learn_from: str = "before") -> float:
+    def run(online: OnlineSettings | None, learn_from: str = "after") -> float:
         settings = InferenceSettings(online=online or OnlineSettings())
         rec = OnnxRecommender.load(args.bundle, settings)
         if rec.popularity_scale is None:
@@ -118,21 +132,22 @@ def main() -> int:
 
     static = run(None)
     base = OnlineSettings(vectors=False)
-    pop, _ = best([(base.model_copy(update={"popularity_half_life_s": h}), "before")
-                   for h in HALF_LIVES_S])  # fmt: skip
+    pop, _ = best([(base.model_copy(update={"popularity_half_life_s": h}), "after")
+                   for h in grid["half_life_s"]])  # fmt: skip
     new, _ = best([
         (pop.model_copy(update={"vectors": True, "lr_new": lr, "bound_new": b,
-                                "lr_trained": 0.0, "bound_trained": 0.0}), "before")
-        for lr in LR_NEW for b in BOUND_NEW
+                                "lr_trained": 0.0, "bound_trained": 0.0}), "after")
+        for lr in grid["lr_new"] for b in grid["bound_new"]
     ])  # fmt: skip
     trained, _ = best([
-        (new.model_copy(update={"lr_trained": lr, "bound_trained": b}), "before")
-        for lr in LR_TRAINED for b in BOUND_TRAINED
+        (new.model_copy(update={"lr_trained": lr, "bound_trained": b}), "after")
+        for lr in grid["lr_trained"] for b in grid["bound_trained"]
     ])  # fmt: skip
-    chosen, how = best([(trained, "before"), (trained, "after")])
+    chosen, how = trained, "after"
     print(f"static all NDCG@10 {static:.4f}; chosen ({how}): {chosen.model_dump()}")
     if args.out:
         doc = {"dataset": args.dataset, "bundle": str(args.bundle), "until": args.until,
+               "grid": args.grid, "command": " ".join(sys.argv),
                "events": len(replay.events), "runs": runs,
                "chosen": {"online": chosen.model_dump(), "learn_from": how}}  # fmt: skip
         args.out.write_text(json.dumps(doc, indent=2))

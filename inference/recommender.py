@@ -202,6 +202,15 @@ class OnnxRecommender:
         row = self.index.row(item_id)
         return None if row is None else self.index.vectors[row].copy()
 
+    def user_vector(self, history: Sequence[str]) -> np.ndarray | None:
+        """(D,) the user vector :meth:`recommend_batch` computes for ``history`` now
+        (``Result.user_vector``), without ranking; None if no history item is live."""
+        rows = [r for iid in history if (r := self.index.row(iid)) is not None]
+        if not rows:
+            return None
+        vec = self.sequence_encoder.encode([np.array(rows, np.int64)], self.index.vectors)
+        return np.asarray(vec[0])
+
     def base_vector(self, item_id: str) -> tuple[np.ndarray, bool] | None:
         """(base vector, trained) of a live item, or None if it is not in the index.
 

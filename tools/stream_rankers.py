@@ -3,9 +3,10 @@
 - :class:`ServingRanker`: the worker's own code on in-memory state (the stream's
   ``BatchProcessor`` over dicts, the ONNX recommender, ``item-updates`` applied
   as the catalog follower applies them) plus, when on, online item learning
-  (:mod:`inference.online`) exactly as the learner folds it: each click's step
-  from the vector that ranked it, folded into the item's bounded delta, applied
-  to the index before the next event is ranked.
+  (:mod:`inference.online`) exactly as the worker and the learner do it: each
+  click's step from the user vector the worker computes to answer the click,
+  folded into the item's bounded delta, applied to the index before the next
+  event is ranked.
 - :class:`TrendingRanker`: trending popularity alone, a baseline.
 """
 
@@ -50,16 +51,17 @@ class ServingRanker:
         online: OnlineSettings | None,
         k: int = 10,
         worker: WorkerSettings | None = None,
-        learn_from: Literal["before", "after"] = "before",
+        learn_from: Literal["before", "after"] = "after",
     ) -> None:
         ws = (worker or WorkerSettings()).model_copy(update={"top_k": k, "passthrough": False})
         self.recommender = recommender
         self.replay = replay
         self.created_ts = created_ts
         self.online = online
-        # which user vector teaches the clicked item: the one that ranked it ("before"),
-        # or the one the worker computes to answer the click ("after": the history
-        # includes the clicked item)
+        # which user vector teaches the clicked item: the one the worker computes to
+        # answer the click ("after": the history includes the clicked item), which is
+        # what a worker does (stream.processing.Click), or the one that ranked it
+        # ("before": a worker does not have it; kept to compare)
         self.learn_from = learn_from
         self.version = recommender.model_version
         self.processor = BatchProcessor(
@@ -118,7 +120,7 @@ class ServingRanker:
             return
         if self.learn_from == "after":
             request = self.processor.request_for(event.user_id, event.ts, self.version)
-            u = self.recommender.recommend_batch([request])[0].user_vector
+            u = self.recommender.user_vector(request.history)
         if not self.online.vectors:
             u = None  # counts only
         fb = feedback_for(

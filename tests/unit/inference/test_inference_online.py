@@ -158,6 +158,18 @@ def test_a_new_item_clicked_by_one_taste_reaches_that_taste_only(flat_bundle: Pa
     assert learned[target].clicks == 1
 
 
+def test_user_vector_is_the_one_an_answer_carries(flat_bundle: Path) -> None:
+    # the prequential evaluator teaches with it what the worker teaches with an answer's
+    rec = OnnxRecommender.load(flat_bundle)
+    history = ["i3", "i40", "gone", "i7"]  # an unknown id is skipped, as when ranking
+    answer = rec.recommend_batch([Request(user_id="u", history=tuple(history), k=10)])[0]
+    assert answer.user_vector is not None
+    vec = rec.user_vector(history)
+    assert vec is not None and np.allclose(vec, answer.user_vector, atol=1e-6)
+    assert not np.allclose(vec, rec.user_vector(["i3"]))  # it depends on the history
+    assert rec.user_vector(["gone"]) is None and rec.user_vector([]) is None
+
+
 def test_a_deleted_item_comes_back_without_what_it_learned(flat_bundle: Path) -> None:
     rec = OnnxRecommender.load(flat_bundle)
     rec.upsert_item("new", "Untitled", "a film about a story")
