@@ -1,7 +1,7 @@
 """Choose the online-learning settings on the VALIDATION part of the stream (issue 20).
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. python bench/stream_tune.py --dataset ml-100k \\
-        --bundle BV [--until 0.7] [--grid full|small] [--out tune.json]
+        --bundle BV [--until 0.7] [--grid full|small|tiny] [--out tune.json]
 
 BV is a bundle trained with ``recstream train --split temporal --split-at 0.6``:
 it is replayed on the events from its own T (the 0.6 quantile's time) up to the
@@ -60,6 +60,13 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
         "lr_new": (0.05, 0.2),
         "bound_new": (0.25, 0.5),
         "lr_trained": (0.002, 0.005, 0.02),
+        "bound_trained": (0.05,),
+    },
+    "tiny": {  # 6 replays: is a faster rate better, for new and for trained items
+        "half_life_s": (7 * 86400.0,),
+        "lr_new": (0.05, 0.2),
+        "bound_new": (0.25,),
+        "lr_trained": (0.005, 0.02),
         "bound_trained": (0.05,),
     },
 }
