@@ -19,6 +19,12 @@ Deletion strategy depends on the index kind (docs/bundle.md ``index.kind``):
   filter is an over-fetch by the tombstone count (GPU search takes no selector).
   Untested here: no GPU on the development machines.
 
+:meth:`ItemIndex.set_vector` replaces a live item's vector where FAISS stores it
+(the flat codes, or the HNSW storage row; HNSW links stay those of the old vector),
+O(D) plus, for flat, an O(N) id-map scan once after each structural change: what
+online learning (``inference.online``) uses, up to once per click, where an upsert
+would cost O(N·D) (flat) or a tombstone (HNSW). Other kinds fall back to upsert.
+
 Upserts append to FAISS's own arrays (flat codes, HNSW graph), which grow like
 ``std::vector``: the first append after a bulk load copies the whole index (~100 ms
 at 100k × 384). :func:`reserve_index` grows that capacity ahead, in chunks of at most
@@ -104,6 +110,7 @@ class _State:
         self.pop_order: np.ndarray | None = np.argsort(-self.pop[:n], kind="stable")
         self.killed = len(self.dead)  # rows ever deleted/replaced (bounds the popular scan)
         self.reserved = reserve_index(index, _with_headroom(n))
+        self.positions: np.ndarray | None = None  # flat: row -> position in FAISS's arrays
 
     def _grow(self) -> None:
         cap = self.vec.shape[0] * 2
@@ -153,6 +160,7 @@ class _State:
         if has_text is None:  # keep a replaced item's text flag; a new item has text
             has_text = bool(self.text[row]) if row is not None else True
         vec = vector.reshape(1, -1)
+        self.positions = None  # FAISS's arrays move (remove_ids compacts, add appends)
         if row is not None and not self.tombstone:
             self.index.remove_ids(np.array([row], dtype=np.int64))
             self.index.add_with_ids(vec, np.array([row], dtype=np.int64))
@@ -187,6 +195,55 @@ class _State:
             self.params.clear()
         else:
             self.index.remove_ids(np.array([row], dtype=np.int64))
+            self.positions = None
+
+    def set_vector(
+        self, row: int, vector: np.ndarray, popularity: float | None, inp: np.ndarray | None
+    ) -> bool:
+        """Overwrite live ``row``'s vector (and its sequence input) where FAISS keeps it;
+        False: not possible here (another index kind or device), nothing changed."""
+        if (self.inp is None) != (inp is None):
+            raise RuntimeError("an item's sequence input must come with its vector")  # a bug
+        stored = self._stored_vectors()
+        if stored is None:
+            return False
+        pos = row if self.is_hnsw else self._position(row)
+        if pos < 0:
+            return False
+        stored[pos] = vector
+        self.vec[row] = vector
+        if self.inp is not None:
+            self.inp[row] = inp
+        if popularity is not None:
+            self.pop[row] = popularity
+            self.pop_order = None
+        return True
+
+    def _stored_vectors(self) -> np.ndarray | None:
+        """(ntotal, D) writable view of the raw vectors FAISS searches, or None."""
+        import faiss
+
+        if self.is_hnsw:  # labels are rows: storage position = row
+            storage = faiss.downcast_index(self.index.storage)
+        elif isinstance(self.index, faiss.IndexIDMap2):
+            storage = faiss.downcast_index(self.index.index)
+        else:
+            return None  # e.g. a GPU index
+        if not isinstance(storage, faiss.IndexFlat):
+            return None
+        if storage.metric_type != faiss.METRIC_INNER_PRODUCT:
+            return None  # the stored vectors are not the raw ones
+        d, n = storage.d, storage.ntotal
+        return faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
+
+    def _position(self, row: int) -> int:
+        import faiss
+
+        if self.positions is None:
+            ids = faiss.vector_to_array(self.index.id_map)
+            self.positions = np.full(self.n, -1, dtype=np.int64)
+            self.positions[ids] = np.arange(len(ids), dtype=np.int64)
+        return int(self.positions[row]) if row < len(self.positions) else -1
 
     def delete(self, item_id: str) -> bool:
         row = self.rows.get(item_id)
@@ -405,6 +462,24 @@ class ItemIndex:
                 op = ("upsert", item_id, vec, float(st.pop[row]), bool(st.text[row]), inp)
                 self._journal.ops.append(op)
         return row
+
+    def set_vector(self, item_id: str, vector: np.ndarray, popularity: float | None = None) -> bool:
+        """Serve live ``item_id`` with ``vector`` (and ``popularity``, None: unchanged),
+        in place: O(D) where the index kind allows (module docstring), else an upsert.
+        Searchable when this returns. False if the item is not live."""
+        vec = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        inp = None if self._project is None else self._project(vec[None])[0]
+        with self._lock:
+            st = self._state
+            row = st.rows.get(item_id)
+            if row is None:
+                return False
+            if not st.set_vector(row, vec, popularity, inp):
+                row = st.upsert(item_id, vec, popularity, None, inp)  # keeps its text flag
+            if self._journal is not None:  # a rebuild in progress replays it as an upsert
+                op = ("upsert", item_id, vec, float(st.pop[row]), bool(st.text[row]), inp)
+                self._journal.ops.append(op)
+        return True
 
     def delete(self, item_id: str) -> bool:
         """Remove ``item_id`` (never returned by later searches). False if unknown."""

@@ -208,7 +208,8 @@ class OnnxRecommender:
         rows = [r for iid in history if (r := self.index.row(iid)) is not None]
         if not rows:
             return None
-        vec = self.sequence_encoder.encode([np.array(rows, np.int64)], self.index.vectors)
+        table = self.index.sequence_inputs  # the vectors, or a split encoder's item inputs
+        vec = self.sequence_encoder.encode([np.array(rows, np.int64)], table)
         return np.asarray(vec[0])
 
     def base_vector(self, item_id: str) -> tuple[np.ndarray, bool] | None:
@@ -261,8 +262,8 @@ class OnnxRecommender:
             if scale is not None:
                 value = served_popularity(base[1], state, scale, s.popularity_half_life_s)
                 pop = pops[item_id] = value / self._pop_unit
-            self.index.upsert(item_id, served_vector(base[0], delta), pop)
-            done += 1
+            if self.index.set_vector(item_id, served_vector(base[0], delta), pop):
+                done += 1
         if pops:
             top = max(pops.values())
             if top > _POP_RESCALE_AT:  # keep float32 popularity finite: a common factor

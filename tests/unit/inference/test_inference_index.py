@@ -278,6 +278,8 @@ def test_sequence_inputs_follow_every_vector_change(
         idx.upsert(f"new-{i % 150}", _unit(rng))
         if i % 7 == 0:
             idx.delete(f"i{i % 200}")
+        if i % 5 == 0:  # learned vectors, in place (ItemIndex.set_vector)
+            idx.set_vector(f"i{(3 * i) % 200}", _unit(rng))
     if idx.needs_rebuild:
         idx.rebuild()  # rows renumbered: the inputs move with them
     live = [r for r in range(len(idx.vectors)) if idx.item_id(r) is not None]
@@ -312,3 +314,49 @@ def test_ivf_index_upserts_deletes_and_scans_nprobe_lists() -> None:
     _, rows = idx.search(vecs[4][None], 50)
     assert "i4" not in _ids(idx, rows[0]) and not idx.needs_rebuild
     assert idx.search_depth is None  # prefix-consistent: one call serves a batch
+    learned = _unit(rng)
+    assert idx.set_vector("i5", learned)  # no in-place write for IVF: an upsert
+    assert _ids(idx, idx.search(learned[None], 1)[1][0]) == ["i5"] and idx.row("i5") == 5
+
+
+@pytest.mark.parametrize("fixture", ["flat_bundle", "hnsw_bundle"])
+def test_set_vector_replaces_in_place(fixture: str, request: pytest.FixtureRequest) -> None:
+    # online learning's write: the row, the FAISS arrays' size and the tombstones stay
+    idx = _index(request.getfixturevalue(fixture))
+    rng = np.random.default_rng(5)
+    idx.upsert("new-1", _unit(rng))
+    assert idx.delete("i3")  # a flat index compacts: positions no longer equal rows
+    st = idx._state
+    row, ntotal, dead = idx.row("i9"), st.index.ntotal, len(st.dead)
+    for n in range(3):  # positions recomputed once, then reused
+        # a bounded move, as learning makes (HNSW keeps the old vector's links)
+        moved = idx.vectors[row] + 0.3 * _unit(rng)
+        moved /= np.linalg.norm(moved)
+        assert idx.set_vector("i9", moved, popularity=5.0 + n)
+        _, rows = idx.search(moved[None], 1)
+        assert _ids(idx, rows[0]) == ["i9"]
+    assert idx.row("i9") == row and st.index.ntotal == ntotal and len(st.dead) == dead
+    assert np.allclose(idx.vectors[row], moved) and idx.popularity[row] == 7.0
+    assert _ids(idx, idx.popular(1)) == ["i9"]
+    kept = idx.popularity[idx.row("new-1")]
+    assert idx.set_vector("new-1", moved)  # popularity None: unchanged
+    assert idx.popularity[idx.row("new-1")] == kept
+    assert not idx.set_vector("i3", moved) and not idx.set_vector("nope", moved)
+
+
+def test_set_vector_during_a_rebuild_is_replayed(hnsw_bundle: Path) -> None:
+    idx = _index(hnsw_bundle)
+    for r in range(0, 100, 2):
+        idx.delete(f"i{r}")
+    moved = _unit(np.random.default_rng(7))
+    real_build = idx._build
+
+    def build_with_traffic(vecs: np.ndarray) -> object:
+        index = real_build(vecs)
+        assert idx.set_vector("i1", moved, popularity=9.0)  # lands in the old index ...
+        return index
+
+    idx._build = build_with_traffic  # type: ignore[method-assign]
+    idx.rebuild()  # ... and is replayed into the new one
+    _, rows = idx.search(moved[None], 1)
+    assert _ids(idx, rows[0]) == ["i1"] and idx.popularity[idx.row("i1")] == 9.0
