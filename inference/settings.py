@@ -98,8 +98,9 @@ class OnlineSettings(BaseModel):
     ``lr`` times the tangent step, its delta from the base vector projected onto
     a ball of radius ``bound``. Items the bundle did not train (text-only
     vectors: new items) learn with their own, larger, rate and bound.
-    Defaults chosen on the validation part of the stream (bench/stream_quality.py,
-    figures in bench/RESULTS.md), never on its test events.
+    The defaults are a priori guesses, not yet chosen on the validation part of the
+    stream: bench/stream_tune.py does that (a bundle cut at the 0.6 quantile replayed
+    up to the 0.7 quantile), never on test events; see bench/RESULTS.md (issue 20).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
