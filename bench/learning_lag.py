@@ -105,7 +105,10 @@ def main() -> int:
                 web_port=port,
                 bundle=bundle,
                 store=args.store,
-                extra={"RECSTREAM_WORKER_PARTITIONS": str(args.partitions)},
+                extra={
+                    "RECSTREAM_WORKER_PARTITIONS": str(args.partitions),
+                    "RECSTREAM_WORKER_ONLINE_LEARNING": "true",
+                },
             )
             workers.append(WorkerProcess(env, port, latency.OUT / f"lag-worker-{run}-{n}.log"))
         for w in workers:

@@ -152,7 +152,8 @@ class Worker:
         )
         # online item learning (stream.learning): its own table and changelog batch (the
         # learn agent runs beside the recommend agent on the same loop)
-        self.item_feedback = FeedbackMaker(topics.item_feedback, self.online)
+        teaching = self.online if worker_settings.online_learning else _off(self.online)
+        self.item_feedback = FeedbackMaker(topics.item_feedback, teaching)
         self.learn_changelog = ChangelogBatch()
         learned_table = TableView(app.Table("item_learned", **tables), self.learn_changelog)
         self.learner = Learner(
@@ -304,6 +305,10 @@ class Worker:
 
 async def await_delivery(fut: asyncio.Future[None]) -> None:
     await fut
+
+
+def _off(online: OnlineSettings) -> OnlineSettings:
+    return online.model_copy(update={"enabled": False})
 
 
 def _in_message(e: Any) -> InMessage:

@@ -80,6 +80,11 @@ class WorkerSettings(BaseSettings):
     feedback_lists_per_user: int = Field(default=4, ge=1, le=100)
     # Users remembered (least recently answered forgotten first).
     feedback_max_users: int = Field(default=100_000, ge=1)
+    # Online item learning (stream/learning.py): each answered click teaches its item
+    # through item-feedback. Off (the default until its cost at 1,000 ev/s is measured,
+    # bench/learning_lag.py): no feedback is produced; learned states already in the
+    # table are still applied, and deletes still clear them.
+    online_learning: bool = False
 
     def table_options(self) -> dict[str, int]:
         """Faust table ``options`` (passed to faust's RocksDBOptions; memory:// ignores them)."""

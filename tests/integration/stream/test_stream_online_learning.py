@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 COMEDY = [f"i{r}" for r in range(200) if genre_of(r) == "comedy"]
 HORROR = [f"i{r}" for r in range(200) if genre_of(r) == "horror"]
 GENRES = ("comedy", "horror", "romance", "action", "scifi", "documentary")
-ONLINE = {  # learn from the first 20 users (the default waits for 100)
+ONLINE = {  # learning on; from the first 20 users (the default waits for 100)
+    "RECSTREAM_WORKER_ONLINE_LEARNING": "true",
     "RECSTREAM_INFERENCE_ONLINE__CENTRE_WARMUP": "20",
     "RECSTREAM_INFERENCE_ONLINE__LR_NEW": "0.5",
     "RECSTREAM_INFERENCE_ONLINE__BOUND_NEW": "1.0",

@@ -41,7 +41,11 @@ def test_create_app_wires_agent_tables_pages_and_settings(tmp_path: Path) -> Non
     assert worker.learned.topic == "unit-item_learned-changelog"
     assert worker.readiness.learned_caught_up is worker.learned.caught_up
     assert not worker.learned.caught_up.is_set()  # not ready before the follower caught up
+    assert not worker.item_feedback.online.enabled  # clicks teach only when turned on
     assert (tmp_path / "worker").is_dir()
+    on = ws.model_copy(update={"online_learning": True, "web_port": 16998})
+    app_on = create_app(settings, on, loader=lambda p: None)  # type: ignore[arg-type,return-value]
+    assert app_on.recstream.item_feedback.online.enabled  # type: ignore[attr-defined]
 
 
 def test_rocksdb_tables_get_bounded_memory_settings(tmp_path: Path) -> None:
