@@ -199,6 +199,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
+    ap.add_argument("--until", type=float, default=None, help="replay up to this quantile's time")
     ap.add_argument("--cache", type=Path, default=None, help="reuse/keep each row's ranks here")
     ap.add_argument(
         "--rows", default=None, help="rows to compute now (default: all); others from --cache"
@@ -209,7 +210,8 @@ def main() -> int:
 
     ds = load_dataset(args.dataset)
     _, t = bundle_split(args.bundle, ds)
-    replay = build_replay(ds, t)
+    end = None if args.until is None else split_time(ds.interactions, args.until)
+    replay = build_replay(ds, t, end)
     buckets, new_user = event_labels(replay)
     t_valid = split_time(ds.interactions, args.valid_from)
     valid = build_replay(ds, t_valid, t)
@@ -234,12 +236,16 @@ def main() -> int:
             cache.put(name, key, got)
         runs[name] = got
 
-    row("static", {}, lambda: evaluate_stream(args.bundle, ds, online=False).ranks)
+    row(
+        "static",
+        {},
+        lambda: evaluate_stream(args.bundle, ds, online=False, end_quantile=args.until).ranks,
+    )
     info["online_settings"] = online_settings.model_dump()
     row(
         "online",
         {"online": online_settings.model_dump()},
-        lambda: evaluate_stream(args.bundle, ds, online=True).ranks,
+        lambda: evaluate_stream(args.bundle, ds, online=True, end_quantile=args.until).ranks,
     )
     half_life, by = choose_trending(ds, valid)
     info["trending"] = {"half_life_s": half_life, "valid_ndcg@10_by_half_life": by}
