@@ -136,6 +136,40 @@ async def measure(settings: Any, worker: Any, args: argparse.Namespace, seed: in
     }
 
 
+def micro(calls: int, users: int, hit_share: float, seed: int = 0) -> dict[str, float]:
+    """In-process: µs per answered event of ``LiveFeedback.observe`` (what the worker
+    adds per answer), on and off, over the same mix as the end-to-end run."""
+    from stream.feedback import LiveFeedback, Shown
+    from stream.metrics import WorkerMetrics
+
+    rng = random.Random(seed)
+    lists = [tuple(f"i{rng.randrange(100_000)}" for _ in range(10)) for _ in range(512)]
+    plan = []
+    for i in range(calls):
+        user = f"cu{rng.randrange(users)}"
+        shown = Shown(float(i), lists[i % len(lists)], "v1", "control")
+        if rng.random() < 0.2:
+            clicked = None
+        elif rng.random() < hit_share:
+            clicked = lists[(i - 1) % len(lists)][rng.randrange(10)]
+        else:
+            clicked = f"i{rng.randrange(100_000)}"
+        plan.append((user, clicked, float(i) + 0.5, shown))
+    out = {}
+    for enabled in (True, False):
+        best = float("inf")
+        for _ in range(3):  # the least disturbed of three passes
+            fb = LiveFeedback(WorkerMetrics(), k=10, per_user=4, max_users=100_000,
+                              enabled=enabled)  # fmt: skip
+            t0 = time.process_time()
+            for user, clicked, ts, shown in plan:
+                if fb.enabled:  # as Worker.handle_batch does
+                    fb.observe(user, clicked, ts, shown)
+            best = min(best, time.process_time() - t0)
+        out["on" if enabled else "off"] = best * 1e6 / calls
+    return out
+
+
 def main() -> int:
     from tools.process import exit_on_sigterm
 
@@ -153,7 +187,16 @@ def main() -> int:
     ap.add_argument("--worker-cpus", default="1")
     ap.add_argument("--bench-cpus", default="0")
     ap.add_argument("--out", type=Path, default=OUT / "canary_cost.json")
+    ap.add_argument(
+        "--micro-only", action="store_true",
+        help="only the in-process timing of the lookup (no broker, no worker)",
+    )  # fmt: skip
     args = ap.parse_args()
+    m = micro(200_000, args.users, args.hit_share)
+    print(f"in process: LiveFeedback.observe {m['on']:.2f} µs per answered event "
+          f"(switched off: {m['off']:.3f} µs)", flush=True)  # fmt: skip
+    if args.micro_only:
+        return 0
 
     from recstream.kafka_admin import ensure_topics
     from recstream.localkafka import LocalKafka
@@ -249,6 +292,7 @@ def main() -> int:
         "ratio_per_round_median": float(np.median(ratios)),
         "ratio_per_round_min": float(ratios.min()),
         "ratio_per_round_max": float(ratios.max()),
+        "micro_us_per_event": m,
         "feedback_on": judged,
         "feedback_off": judged_off,
     }
