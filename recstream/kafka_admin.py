@@ -53,15 +53,21 @@ async def wait_for_broker(
     security: KafkaSecurity | None = None,
     alive: Any = None,
     expect_brokers: int = 1,
+    quiet: bool = True,
 ) -> int:
     """Wait until a broker answers a metadata request listing at least ``expect_brokers``
     brokers; return how many it lists.
 
     ``alive`` (optional callable) is polled between attempts so a broker process
-    that died is reported at once instead of after the timeout.
+    that died is reported at once instead of after the timeout. ``quiet`` hides
+    the client's connection errors ("connection refused" is expected while a
+    broker boots); a client of running brokers keeps them, since they say why
+    (a refused password, say).
     """
     deadline = time.monotonic() + timeout_s
-    with _quiet("aiokafka"):  # "connection refused" is expected while the broker boots
+    if not quiet:
+        return await _poll_metadata(bootstrap, deadline, security, alive, expect_brokers)
+    with _quiet("aiokafka"):
         return await _poll_metadata(bootstrap, deadline, security, alive, expect_brokers)
 
 
@@ -91,7 +97,7 @@ async def _poll_metadata(
     raise KafkaError(f"no metadata response from {bootstrap} in time: {last!r}")
 
 
-async def _wait_for_leaders(
+async def wait_for_leaders(
     admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float = 30.0
 ) -> None:
     """New partitions answer NotLeaderForPartition until the controller elects leaders."""
@@ -140,7 +146,7 @@ async def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):  # raced another creator: fine
                 await admin.create_topics(new)
             log.info("created topics %s (%d partitions)", wanted, partitions)
-            await _wait_for_leaders(admin, wanted)
+            await wait_for_leaders(admin, wanted)
         return wanted
     finally:
         await admin.close()

@@ -1,4 +1,7 @@
-"""``recstream kafka start|stop|status|topics``: the project's own local Apache Kafka."""
+"""``recstream kafka start|stop|status``: the project's own local Apache Kafka.
+
+Topics are made by ``recstream topics`` (``stream.topics``), for any brokers.
+"""
 
 from __future__ import annotations
 
@@ -83,27 +86,3 @@ def status(port: PortOpt = None) -> None:
     except RecstreamError as exc:
         raise _fail(exc) from exc
     console.print(f"running at {st.bootstrap} (pid {st.pid}), {n} broker(s) in metadata")
-
-
-@kafka_app.command()
-def topics(
-    partitions: Annotated[int, typer.Option(help="Partitions per topic.")] = 4,
-    bootstrap: Annotated[str | None, typer.Option(help="Default: RECSTREAM_BOOTSTRAP.")] = None,
-) -> None:
-    """Create recstream's topics (user-events, search-text, item-updates, recommendations, dlq)."""
-    from recstream.kafka_admin import ensure_topics
-
-    settings = Settings()
-    names = list(settings.topics.model_dump().values())
-    try:
-        created = asyncio.run(
-            ensure_topics(
-                bootstrap or settings.bootstrap,
-                names,
-                partitions=partitions,
-                security=settings.security,
-            )
-        )
-    except RecstreamError as exc:
-        raise _fail(exc) from exc
-    console.print(f"created {created or 'nothing'}; all present: {names}")

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import to_json
 
 from recstream.errors import SchemaError
 
@@ -38,6 +39,7 @@ __all__ = [
     "UserEvent",
     "decode",
     "dlq_raw",
+    "dlq_value_bound",
     "encode",
     "json_schemas",
 ]
@@ -170,26 +172,43 @@ class DLQRecord(BaseModel):
     raw_truncated: bool = False
 
 
+DLQ_MAX_KEY_BYTES = 1024  # a dead letter keeps at most this much of the original key
+DLQ_MAX_ERROR_CHARS = 1000  # ... and of the error message
+_DLQ_ENVELOPE_BYTES = 8 * 1024  # every other field of a dead letter, JSON-escaped, with room
+
+
 def dlq_raw(value: bytes | None, limit: int) -> tuple[str, Literal["text", "base64"], bool]:
     """``(raw, raw_encoding, truncated)`` of a rejected value for its DLQ record.
 
-    At most ``limit`` bytes of the original are kept, so a dead letter always fits
-    the broker (even JSON-escaped control characters stay under 6 x ``limit``):
-    without this a megabyte message would make a DLQ record over the broker's
-    limit and stop the worker on every retry. Only the kept head is decoded (text
-    when it is valid UTF-8, a character split by the cut dropped; else base64): a
-    megabyte message costs what its head costs.
+    At most ``limit`` bytes of the original are kept, and they never take more
+    than base64 would (4 characters per 3 bytes) once in the JSON record: text
+    when the kept bytes are UTF-8 and JSON-escape no larger than that (a
+    character split by the cut dropped), else base64. So a dead letter is
+    bounded by ``limit`` whatever the bytes (:func:`dlq_value_bound`): without
+    that, 200 KiB of NULs, each escaped as ``\\u0000``, made a 1.2 MB record, over
+    the producer's request limit, and the worker crashed on it at every retry.
+    Only the kept head is decoded: a megabyte message costs what its head costs.
     """
     value = value or b""
     truncated = len(value) > limit
     head = value[:limit] if truncated else value
+    b64_len = 4 * -(-len(head) // 3)
     try:
-        return head.decode("utf-8"), "text", truncated
+        text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         split = truncated and exc.reason == "unexpected end of data" and exc.start > len(head) - 4
-        if split:  # the cut fell inside a character: keep the text before it
-            return head[: exc.start].decode("utf-8"), "text", truncated
-        return base64.b64encode(head).decode("ascii"), "base64", truncated
+        if not split:
+            return base64.b64encode(head).decode("ascii"), "base64", truncated
+        text = head[: exc.start].decode("utf-8")  # the cut fell inside a character
+    if len(to_json(text)) - 2 <= b64_len:
+        return text, "text", truncated
+    return base64.b64encode(head).decode("ascii"), "base64", truncated
+
+
+def dlq_value_bound(limits: Limits) -> int:
+    """The most bytes a dead letter's value (its JSON) can take under ``limits``."""
+    keep = limits.max_message_bytes  # an oversized value keeps at most this much too
+    return 4 * -(-keep // 3) + _DLQ_ENVELOPE_BYTES
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recstream.schemas import Limits
@@ -45,6 +45,33 @@ class TopicNames(_Section):
     item_feedback: str = "item-feedback"
     recommendations: str = "recommendations"
     dlq: str = "recstream-dlq"
+
+
+class TopicPolicy(_Section):
+    """How recstream creates and configures every topic it uses (``RECSTREAM_TOPIC_POLICY__*``).
+
+    The defaults suit one local broker; deploy/ sets the production values
+    (Kubernetes: replication 3, ``min.insync.replicas`` 2). ``recstream topics``
+    and every worker at start apply them (``stream.topics``): missing topics are
+    created, the configs of existing ones brought in line.
+    """
+
+    # Replicas of every topic: inputs, outputs, DLQ, item-updates, the workers' changelogs.
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    # Replicas that must hold a record before an acks=all write succeeds.
+    min_insync_replicas: int = Field(default=1, ge=1, le=16)
+    # item-updates is read whole by every worker, in order: one partition keeps it simple.
+    item_updates_partitions: int = Field(default=1, ge=1, le=1000)
+    dlq_partitions: int = Field(default=1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _isr_fits(self) -> TopicPolicy:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) is above replication_factor "
+                f"({self.replication_factor}): no write could ever succeed"
+            )
+        return self
 
 
 class KafkaSecurity(_Section):
@@ -104,6 +131,7 @@ class Settings(BaseSettings):
 
     bootstrap: str = "127.0.0.1:9092"  # Kafka bootstrap servers, comma-separated
     topics: TopicNames = TopicNames()
+    topic_policy: TopicPolicy = TopicPolicy()
     security: KafkaSecurity = KafkaSecurity()
     limits: InputLimits = InputLimits()
     state_dir: Path = Field(default_factory=default_state_dir)

@@ -67,7 +67,7 @@ from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
 from stream.model import Loader
 from stream.overlay import ItemOverlay
-from stream.processing import BatchProcessor, dlq_record
+from stream.processing import BatchProcessor, dlq_key, dlq_record
 from stream.readiness import Readiness
 from stream.rollout import Rollout
 from stream.settings import WorkerSettings
@@ -78,6 +78,8 @@ from stream.web import register_views
 log = logging.getLogger(__name__)
 
 __all__ = ["Worker", "create_app"]  # plus the lazy module attribute ``app``
+
+PRODUCER_MAX_REQUEST_BYTES = 1_000_000
 
 
 class Worker:
@@ -121,6 +123,10 @@ class Worker:
             "schema": schema,
             "partitions": self.ws.partitions,
             "options": self.ws.table_options(),
+            # As stream.topics declares them, should Faust create one itself.
+            "extra_topic_configs": {
+                "min.insync.replicas": str(settings.topic_policy.min_insync_replicas)
+            },
         }
         self.changelog = ChangelogBatch()
         self.sequences = TableView(app.Table("user_sequence", **tables), self.changelog)
@@ -129,6 +135,7 @@ class Worker:
             TableView(app.Table("trending", **tables), self.changelog),
             worker_settings.trending_window_s,
         )
+        self._tables = {v.topic: v for v in (self.sequences, self.interests, self.trending.table)}
         self.processor = BatchProcessor(
             settings=worker_settings,
             topics=topics,
@@ -138,6 +145,7 @@ class Worker:
             interests=self.interests,
             metrics=self.metrics,
             on_click=self.trending.count,
+            on_click_replayed=self.trending.recount,
             on_message=self.changelog.enter,
             limits=settings.limits.schema_limits(),
         )
@@ -192,9 +200,11 @@ class Worker:
         finally:
             self.changelog.leave()
         feedback = self.feedback
+        remember = self.ws.serve_user_recommendations
         for answer in out.recommendations:  # in the order the events were answered
             self._e2e(answer.trigger).observe(max(0.0, answer.emitted_ts - answer.event_ts))
-            self.latest.remember(answer.user_id, answer.value)
+            if remember:
+                self.latest.remember(answer.user_id, answer.value)
             if feedback.enabled:
                 shown = Shown(answer.emitted_ts, answer.items, answer.model_version, answer.bucket)
                 feedback.observe(answer.user_id, answer.clicked, answer.event_ts, shown)
@@ -247,7 +257,8 @@ class Worker:
         ]
 
         async def delivered() -> None:
-            await asyncio.gather(*pending)
+            acked = await asyncio.gather(*pending)
+            self._persist_changelog_offsets(messages, acked)
             metrics = self.metrics
             metrics.child(metrics.stage_latency, "produce").observe(time.perf_counter() - t0)
             for topic, n in Counter(m.topic for m in messages).items():
@@ -255,13 +266,33 @@ class Worker:
 
         return asyncio.ensure_future(delivered())
 
+    def _persist_changelog_offsets(
+        self, messages: Sequence[OutMessage], acked: Sequence[Any]
+    ) -> None:
+        """Tell each table's store how far its changelog is acknowledged.
+
+        A RocksDB store remembers it per partition and a restarted worker reads its
+        changelog only from there on; Faust records it for the writes it sends, not
+        for ours (stream.state), so without this every restart re-read every
+        changelog record written since the previous restart.
+        """
+        highest: dict[tuple[str, int], int] = {}
+        for m, meta in zip(messages, acked, strict=True):
+            if m.topic in self._tables:
+                slot = (m.topic, meta.partition)
+                highest[slot] = max(highest.get(slot, -1), meta.offset)
+        for (topic, partition), offset in highest.items():
+            self._tables[topic].persisted(partition, offset)
+
     async def _dead_letter_one(self, msg: InMessage, reason: str, error: str) -> None:
         log.warning("dead-lettering %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
         record = dlq_record(msg, reason, error, self.processor.limits)
         self.metrics.events_in.labels(topic=msg.topic).inc()
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
         await await_delivery(
-            await self.produce([OutMessage(self.settings.topics.dlq, msg.key, encode(record))])
+            await self.produce(
+                [OutMessage(self.settings.topics.dlq, dlq_key(msg.key), encode(record))]
+            )
         )
 
     def _e2e(self, trigger: str) -> Any:
@@ -277,6 +308,12 @@ class Worker:
             if holder.current is not None and all(m is not holder.current for m in out):
                 out.append(holder.current)
         return out
+
+    def count_skipped(self, tp: Any, first: int, resume: int) -> None:
+        """Input offsets ``first..resume-1`` no longer existed (``stream.consumer``)."""
+        self.metrics.consumer_skipped.labels(topic=tp.topic, partition=str(tp.partition)).inc(
+            resume - first
+        )
 
     def _update_index_gauge(self) -> None:
         current = self.rollout.control.current
@@ -296,6 +333,8 @@ class Worker:
         for tp in self.assigned():
             if tp.topic not in self.inputs:
                 continue
+            # Exported at 0 from the start, so the first skip is an increase Prometheus sees.
+            self.metrics.child(self.metrics.consumer_skipped, tp.topic, str(tp.partition))
             high = consumer.highwater(tp)
             if high is None:  # nothing fetched from it yet
                 continue
@@ -384,8 +423,18 @@ def create_app(
         web_bind=ws.web_host,
         web_host=ws.web_host,
         web_port=ws.web_port,
+        # Faust's own views serve table contents (every user's history and queries), the
+        # cluster layout, sensor stats: off. Only stream.web's documented endpoints remain.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         topic_partitions=ws.partitions,
+        topic_replication_factor=settings.topic_policy.replication_factor,
         producer_acks=-1,
+        # Faust's default, pinned: dead letters are bounded below it (dlq_value_bound).
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
@@ -396,11 +445,16 @@ def create_app(
         # An agent that raises stops the worker instead of being restarted in place
         # (see the recommend agent).
         agent_supervisor=mode.CrashingSupervisor,
+        # Faust would log whatever reaches stderr one write() per record (a traceback
+        # one token per line); uncaught exceptions are logged whole instead
+        # (recstream.logs.log_uncaught_exceptions).
+        worker_redirect_stdouts=False,
         broker_credentials=faust_credentials(settings),
     )
-    install_consumer(app)  # never commits past an unanswered input (stream.consumer)
     online = (inference_settings or InferenceSettings()).online
     worker = Worker(app, settings, ws, loader, online)
+    # Never commits past an unanswered input; counts offsets gone before they were read.
+    install_consumer(app, on_skip=worker.count_skipped)
     app.recstream = worker  # type: ignore[attr-defined]
     topics = settings.topics
     inputs = app.topic(
@@ -521,7 +575,7 @@ def create_app(
         metrics=worker.metrics,
         readiness=worker.readiness,
         trending=worker.trending,
-        latest=worker.latest,
+        latest=worker.latest if ws.serve_user_recommendations else None,
     )
     return app
 

@@ -25,13 +25,24 @@ measured: 100-3,000 accepted events never answered per failing run):
 3. Faust's commit skips its "hole at the head" check when nothing is committed
    yet (``if committed_offset:``). Here the check always runs, against the
    committed offset or the partition's beginning.
+
+A rewind (2.) whose target no longer exists (retention or ``DeleteRecords``
+moved the partition's start past it, compaction removed it) would wait forever
+for a record that will never come, dropping every later one while the worker
+looked healthy. So a rewind first asks where the partition begins, and a rewind
+whose seek lands on a later record than the one it asked for accepts it: the
+offsets in between are gone. Either way the skipped range is logged (topic,
+partition, offsets), counted (``install(on_skip=...)``, the worker's
+``recstream_consumer_skipped_offsets_total``) and the partition resumes at the
+earliest record that exists.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, ClassVar
 
 from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
@@ -44,6 +55,9 @@ log = logging.getLogger(__name__)
 __all__ = ["AtLeastOnceConsumer", "RecordsSkipped", "install"]
 
 MARKER_GAP = 1  # offsets a transaction marker occupies between two records
+RECHECK_S = 5.0  # a rewind still waiting after this long asks again where the partition begins
+
+SkipHook = Callable[[TP, int, int], None]  # (tp, first skipped offset, first offset after)
 
 
 class RecordsSkipped(RecstreamError):
@@ -61,11 +75,16 @@ def skipped_records() -> bool:
 class AtLeastOnceConsumer(FaustConsumer):
     """Faust's consumer that never commits past a record the agent did not ack."""
 
+    skip_hooks: ClassVar[tuple[SkipHook, ...]] = ()  # set by :func:`install`
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._floor: dict[TP, int] = {}  # beginning of partitions with nothing committed
+        # Offsets below this are done or gone: the beginning of a partition with nothing
+        # committed, or where it resumed after a skip.
+        self._floor: dict[TP, int] = {}
         self._expected: dict[TP, int] = {}  # next offset the agent must see, per input tp
-        self._rewound: dict[TP, int] = {}  # tp -> offset a rewind is waiting for
+        # tp -> (offset a rewind is waiting for, highest offset discarded meanwhile, since)
+        self._rewound: dict[TP, tuple[int, int, float]] = {}
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
@@ -97,33 +116,77 @@ class AtLeastOnceConsumer(FaustConsumer):
         expected, read, rewound = self._expected, self._read_offset, self._rewound
         async for tp, message in super().getmany(timeout):
             offset = message.offset
-            target = rewound.get(tp)
-            if target is not None:  # a rewind is under way: wait for its first record
-                if offset <= target + MARKER_GAP:
-                    del rewound[tp]
-                    expected[tp] = offset + 1
-                    yield tp, message
-                continue  # a record after the hole, fetched before the seek took effect
+            waiting = rewound.get(tp)
+            if waiting is not None:  # a rewind is under way: wait for its first record
+                target, seen, since = waiting
+                if offset > seen and offset > target + MARKER_GAP:
+                    # a record after the hole, fetched before the seek took effect
+                    rewound[tp] = (target, offset, since)
+                    if time.monotonic() - since > RECHECK_S:
+                        await self._recheck(tp, target)
+                    continue
+                if offset > target + MARKER_GAP:
+                    # The seek landed (offsets went back) on a later record than asked:
+                    # the ones in between are gone (compaction; retention racing the seek).
+                    self._skip(tp, target, offset)
+                del rewound[tp]
+                expected[tp] = offset + 1
+                yield tp, message
+                continue
             want = expected.get(tp)
             last = read.get(tp)
             if last:  # Faust flags offset - last > 1 as a gap
                 want = last + 1 if want is None else min(want, last + 1)
             if want is not None:
                 want = max(want, self.committed_position(tp))  # below it: done already
-            if want is None or offset <= want + MARKER_GAP:
-                # in order, a marker's hole, or a re-read after a seek back
+            if want is None or offset <= want + MARKER_GAP or await self._rewind(tp, want, offset):
+                # in order, a marker's hole, a re-read after a seek back, or a hole of
+                # records that no longer exist
                 expected[tp] = offset + 1
                 yield tp, message
-            else:
-                await self._rewind(tp, want, offset)
 
-    async def _rewind(self, tp: TP, want: int, got: int) -> None:
+    async def _rewind(self, tp: TP, want: int, got: int) -> bool:
+        """Seek ``tp`` back to ``want``; True if ``got`` is to be delivered instead,
+        since the records before it no longer exist."""
+        earliest = await self._earliest(tp)
+        if earliest > want:
+            self._skip(tp, want, earliest)
+            want = earliest
+            if got <= want + MARKER_GAP:
+                return True
         log.warning(
             "%s[%s]: offsets %d..%d were fetched but not delivered; reading them again",
             tp.topic, tp.partition, want, got - 1,
         )  # fmt: skip
-        self._rewound[tp] = want
+        self._rewound[tp] = (want, got, time.monotonic())
         await self.seek(tp, want)
+        return False
+
+    async def _recheck(self, tp: TP, target: int) -> None:
+        """A rewind that waits long: if retention moved the partition's start past its
+        target meanwhile, seek to the new start (the records there do exist)."""
+        earliest = await self._earliest(tp)
+        if earliest > target:
+            self._skip(tp, target, earliest)
+            self._rewound[tp] = (earliest, earliest, time.monotonic())
+            await self.seek(tp, earliest)
+        else:
+            target, seen, _ = self._rewound[tp]
+            self._rewound[tp] = (target, seen, time.monotonic())
+
+    async def _earliest(self, tp: TP) -> int:
+        return int((await self._thread.earliest_offsets(tp)).get(tp) or 0)
+
+    def _skip(self, tp: TP, first: int, resume: int) -> None:
+        """Offsets ``first..resume-1`` no longer exist: count them, say so, resume after."""
+        log.error(
+            "%s[%s]: offsets %d..%d no longer exist (retention, DeleteRecords or compaction "
+            "removed them before they were processed): %d skipped, resuming at %d",
+            tp.topic, tp.partition, first, resume - 1, resume - first, resume,
+        )  # fmt: skip
+        self._floor[tp] = max(self._floor.get(tp, 0), resume)
+        for hook in self.skip_hooks:
+            hook(tp, first, resume)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust's fetch loop: offset_from = last delivered + 1, offset_to = the offset it
@@ -148,9 +211,10 @@ class AtLeastOnceConsumer(FaustConsumer):
         raise exc
 
     def committed_position(self, tp: TP) -> int:
-        """Where ``tp`` would resume now: its committed offset, else its beginning."""
+        """Where ``tp`` would resume now: its committed offset, or its beginning (or
+        where it resumed after a skip) if that is later."""
         committed = self._committed_offset.get(tp)
-        return int(committed) if committed else self._floor.get(tp, 0)
+        return max(int(committed or 0), self._floor.get(tp, 0))
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
@@ -164,9 +228,7 @@ class AtLeastOnceConsumer(FaustConsumer):
             acked[:] = sorted(set(acked) | marked)
         else:
             acked.sort()
-        start = self._committed_offset[tp]  # Faust stores a committed 0 as None
-        if start is None:
-            start = self._floor.get(tp, 0)
+        start = self.committed_position(tp)  # Faust stores a committed 0 as None
         if acked[0] > start + MARKER_GAP:  # not acked yet: the head of the partition
             return None
         batch = next(consecutive_numbers(acked))
@@ -175,6 +237,9 @@ class AtLeastOnceConsumer(FaustConsumer):
         return int(batch[-1]) + 1
 
 
-def install(app: object) -> None:
-    """Make ``app`` build an :class:`AtLeastOnceConsumer` (before its consumer exists)."""
-    app.transport.Consumer = AtLeastOnceConsumer  # type: ignore[attr-defined]
+def install(app: object, on_skip: SkipHook | None = None) -> None:
+    """Make ``app`` build an :class:`AtLeastOnceConsumer` (before its consumer exists);
+    ``on_skip`` hears of every range of offsets that no longer existed."""
+    hooks = () if on_skip is None else (on_skip,)
+    consumer = type("AtLeastOnceConsumer", (AtLeastOnceConsumer,), {"skip_hooks": hooks})
+    app.transport.Consumer = consumer  # type: ignore[attr-defined]

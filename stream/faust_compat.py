@@ -11,6 +11,9 @@ changes one fails that test, not a production worker):
   ``_set`` / ``_del``, the bytes-level store API under Faust's serializers (``stream.state``).
 - :func:`enable_passive` / :func:`remove_processor`: ``Stream._enable_passive`` and
   ``Stream._processors``, as Faust's own ``take_events`` uses them (``stream.batching``).
+- :func:`drop_faust_index`: ``Web.blueprints._enabled``, the list of Faust's own
+  web blueprints still to be mounted; its index page at "/" has no setting to turn
+  it off (the others do: ``web_tables_enabled`` and friends, set in ``stream.app``).
 - :func:`topic_partitions`: aiokafka's ``AIOKafkaConsumer._client.fetch_all_metadata``
   (a consumer has no public "describe this topic"; ``stream.catalog``).
 - :data:`FaustConsumer` and :data:`CONSUMER_INTERNALS`: ``stream.consumer`` subclasses
@@ -32,6 +35,7 @@ __all__ = [
     "FaustConsumer",
     "SerializedStore",
     "bind_current_event",
+    "drop_faust_index",
     "enable_passive",
     "remove_processor",
     "store_del",
@@ -83,6 +87,15 @@ def enable_passive(stream: Any, channel_iterator: Any) -> None:
 def remove_processor(stream: Any, processor: Any) -> None:
     """Undo ``stream.add_processor(processor)`` (Faust has no public remover)."""
     stream._processors.remove(processor)
+
+
+FAUST_INDEX = "faust.web.apps.production_index:blueprint"  # Faust's "/" status stub
+
+
+def drop_faust_index(app: Any) -> None:
+    """Do not mount Faust's index page (call before the web server starts)."""
+    bps = app.web.blueprints
+    bps._enabled = [(prefix, bp) for prefix, bp in bps._enabled if bp != FAUST_INDEX]
 
 
 async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:

@@ -167,6 +167,13 @@ class WorkerMetrics:
             buckets=AGE_BUCKETS,
             registry=r,
         )
+        self.consumer_skipped = Counter(
+            "recstream_consumer_skipped_offsets",
+            "Input offsets that no longer existed when read (retention, DeleteRecords, "
+            "compaction removed them before they were processed).",
+            ["topic", "partition"],
+            registry=r,
+        )
 
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._versions: dict[str, str] = {}  # bucket -> version in model_info

@@ -36,6 +36,8 @@ from inference.types import Recommender, Request, Result
 from recstream.errors import SchemaError
 from recstream.schemas import (
     DEFAULT_LIMITS,
+    DLQ_MAX_ERROR_CHARS,
+    DLQ_MAX_KEY_BYTES,
     DLQRecord,
     Limits,
     SearchText,
@@ -119,6 +121,8 @@ def dlq_record(
     if size > keep:
         keep = min(keep, limits.dlq_oversize_head_bytes)
     raw, enc, truncated = dlq_raw(msg.value, keep)
+    if len(error) > DLQ_MAX_ERROR_CHARS:
+        error = error[: DLQ_MAX_ERROR_CHARS - 1] + "…"
     return DLQRecord(
         topic=msg.topic,
         partition=msg.partition,
@@ -130,6 +134,12 @@ def dlq_record(
         raw_size=size,
         raw_truncated=truncated,
     )
+
+
+def dlq_key(key: bytes | None) -> bytes | None:
+    """A dead letter's key: the original one, cut to ``DLQ_MAX_KEY_BYTES`` (a key is not
+    bounded by ``max_message_bytes``; the record still names topic, partition, offset)."""
+    return key if key is None or len(key) <= DLQ_MAX_KEY_BYTES else key[:DLQ_MAX_KEY_BYTES]
 
 
 def pack_vector(v: np.ndarray) -> str:
@@ -185,6 +195,7 @@ class BatchProcessor:
         interests: StateMap,
         metrics: WorkerMetrics,
         on_click: Callable[[str], None] | None = None,
+        on_click_replayed: Callable[[str], None] | None = None,
         on_message: Callable[[InMessage], None] | None = None,
         clock: Callable[[], float] = time.time,
         limits: Limits = DEFAULT_LIMITS,
@@ -199,6 +210,9 @@ class BatchProcessor:
         self.interests = interests
         self.metrics = metrics
         self.on_click = on_click
+        # A click applied before a crash, seen again: its other state (trending) is
+        # written to the changelog again, as its sequence is (see _update_state).
+        self.on_click_replayed = on_click_replayed
         # Called before each message's state is touched: the worker binds Faust's
         # current event there so table writes go to that message's partition.
         self.on_message = on_message
@@ -276,7 +290,7 @@ class BatchProcessor:
         )
         record = dlq_record(msg, reason, error, self.limits)
         out.dlq.append(record)
-        out.messages.append(OutMessage(self.topics.dlq, msg.key, encode(record)))
+        out.messages.append(OutMessage(self.topics.dlq, dlq_key(msg.key), encode(record)))
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
 
     def _update_state(
@@ -287,12 +301,16 @@ class BatchProcessor:
         return self.request_for(event.user_id, event.ts, version)
 
     def apply(self, event: UserEvent | SearchText, msg: InMessage | None = None) -> bool:
-        """Apply ``event`` to its user's state; False if it was a replay (nothing changed).
+        """Apply ``event`` to its user's state; False if it was a replay (nothing appended).
 
         A sequence remembers the input (partition, offset) it last applied. An
-        event at or before it is a replay after a crash (its state change reached
-        the changelog, its offset was not committed yet): it is answered again
-        but not appended again, so the table equals one built from the log.
+        event at or before it is a replay after a crash (its offset was not
+        committed yet): it is answered again but not appended again, so the table
+        equals one built from the log. Its state is written again though: the
+        store is written before the broker acknowledges the changelog record, so
+        a worker killed in between kept a state its changelog never got, and the
+        worker that restores from the changelog (after a partition move) would
+        miss the event. Writing the stored value again makes the changelog catch up.
         """
         s = self.settings
         if isinstance(event, SearchText):
@@ -300,6 +318,9 @@ class BatchProcessor:
             return True
         stored = self.sequences.get(event.user_id)
         if _replayed(stored, msg):
+            self.sequences[event.user_id] = stored  # the changelog catches up (see above)
+            if self.on_click_replayed is not None:
+                self.on_click_replayed(event.item_id)
             return False
         items, stamps = _columns(stored)
         items = [*items[-(s.exclude_window - 1) :], event.item_id]

@@ -41,6 +41,14 @@ class WorkerSettings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(default=16, ge=1, le=65_536)
     # Directory for the rocksdb store and faust's data (default <state_dir>/worker/<app_id>).
     data_dir: Path | None = None
+    # A stop (SIGTERM, SIGINT) that takes longer ends the process: Faust's shutdown waits
+    # for a broker that is gone forever. Keep it below the supervisor's grace period
+    # (Kubernetes 60 s, compose 30 s).
+    stop_timeout_s: float = Field(default=15.0, ge=1.0, le=600.0)
+    # GET /users/{id}/recommendations: a user's latest recommendation, whose "because"
+    # names items they consumed. Anyone who reaches the web port can read any user's:
+    # keep the port private (README, "Who can read what") or turn this off.
+    serve_user_recommendations: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     # Most recent items handed to the sequence encoder, which reads the last max_length of

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from faust.types import TP
+
 from stream.codec import dumps, loads
 from stream.faust_compat import (
     SerializedStore,
@@ -131,6 +133,11 @@ class TableView:
         else:
             self.table.data.pop(key, None)
         self.batch.add_encoded(self.topic, k, None)
+
+    def persisted(self, partition: int, offset: int) -> None:
+        """The changelog of ``partition`` is acknowledged up to ``offset`` (inclusive):
+        a durable store records it, so a restart restores only what comes after."""
+        self.table.data.set_persisted_offset(TP(self.topic, partition), offset)
 
     def __iter__(self) -> Any:
         return iter(self.table.data)

@@ -34,6 +34,14 @@ class Trending:
         n = int(entry["n"]) + 1 if same else 1
         self.table[key] = {"w": start, "n": n}
 
+    def recount(self, item_id: str) -> None:
+        """A replayed click: not counted again, but its count is written again, since
+        the store may hold it while the changelog does not (``stream.processing``)."""
+        key = f"{self.table.batch.partition}:{item_id}"
+        entry = self.table.get(key)
+        if entry is not None:
+            self.table[key] = entry
+
     def top(self, k: int = 10) -> list[tuple[str, int]]:
         """Most clicked items of the current window on this worker's partitions."""
         start = self._window()

@@ -1,4 +1,8 @@
-"""Read-only HTTP endpoints on the worker's web port.
+"""Read-only HTTP endpoints on the worker's web port: these and nothing else.
+
+Faust's own views (``/table/...`` with every user's state, ``/router/``,
+statistics, graph, the index page) are turned off in ``stream.app``; any other
+path is 404.
 
 - ``GET /metrics``: Prometheus text format (names in docs/metrics.md).
 - ``GET /healthz``: 200 while the process runs its event loop.
@@ -10,6 +14,9 @@
   worker emitted for that user (users on its partitions, most recent 100k);
   404 if it has none. Faust's ``table_route`` could forward to the owning
   worker, but it has an open multi-worker bug (#514), so we do not route.
+  Its "because" names items the user consumed: served only while
+  ``RECSTREAM_WORKER_SERVE_USER_RECOMMENDATIONS`` is true (the default); off,
+  the path is 404 and the worker keeps no per-user results.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from stream.faust_compat import drop_faust_index
 from stream.latest import LatestRecommendations
 from stream.metrics import CONTENT_TYPE_LATEST, WorkerMetrics
 from stream.readiness import Readiness
@@ -31,8 +39,12 @@ def register_views(
     metrics: WorkerMetrics,
     readiness: Readiness,
     trending: Trending,
-    latest: LatestRecommendations,
+    latest: LatestRecommendations | None,
 ) -> None:
+    """Serve the endpoints above on ``app``'s web server; ``latest`` None: no
+    ``/users/{id}/recommendations`` (``RECSTREAM_WORKER_SERVE_USER_RECOMMENDATIONS``)."""
+    drop_faust_index(app)  # Faust has no setting for its "/" page
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
@@ -57,10 +69,14 @@ def register_views(
             top = trending.top(20)
             return self.json({"items": [{"item_id": i, "clicks": n} for i, n in top]})
 
+    if latest is None:
+        return
+    users = latest
+
     @app.page("/users/{user_id}/recommendations")
     class UserRecommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            value = latest.get(user_id)
+            value = users.get(user_id)
             if value is None:
                 body: dict[str, Any] = {
                     "error": f"no recommendation for user {user_id!r} on this worker",

@@ -48,6 +48,8 @@ def worker_env(
     }
     for field, name in settings.topics.model_dump().items():
         env[f"RECSTREAM_TOPICS__{field.upper()}"] = name
+    for field, value in settings.topic_policy.model_dump().items():
+        env[f"RECSTREAM_TOPIC_POLICY__{field.upper()}"] = str(value)
     env.update(extra or {})
     return env
 

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from recstream.settings import Settings
+from recstream.settings import Settings, TopicNames, TopicPolicy
+from stream.settings import WorkerSettings
 from tests.conftest import free_port
 from tests.integration.reliability.accounting import Offset
 from tests.integration.reliability.hostile import EVENTS, Hostile
@@ -35,6 +37,34 @@ FAST_FAILOVER = {
     "BROKER_HEARTBEAT_INTERVAL": "1",
     "BROKER_REBALANCE_TIMEOUT": "20",
 }
+
+
+# Where things are, not how they behave: each test brings its own brokers, names and paths.
+_LOCATION = ("RECSTREAM_BOOTSTRAP", "RECSTREAM_SECURITY__", "RECSTREAM_TOPICS__",
+             "RECSTREAM_STATE_DIR", "RECSTREAM_BUNDLE_DIR", "RECSTREAM_WORKER_BUNDLE",
+             "RECSTREAM_WORKER_WEB_")  # fmt: skip
+
+
+def shipped_env() -> dict[str, str]:
+    """The Kubernetes ConfigMap's settings (deploy/k8s/configmap.yaml) that decide behaviour:
+    topic replication, partitions, batching, threads. A test that runs workers with these
+    runs what ships."""
+    configmap = Path(__file__).parents[3] / "deploy" / "k8s" / "configmap.yaml"
+    data = yaml.safe_load(configmap.read_text())["data"]
+    return {k: str(v) for k, v in data.items() if not k.startswith(_LOCATION)}
+
+
+def shipped_settings(bootstrap: str, topics: TopicNames, state_dir: Path) -> Settings:
+    """Settings of a client of the shipped deployment (its topic policy) on a test's brokers."""
+    policy = {
+        k.removeprefix("RECSTREAM_TOPIC_POLICY__").lower(): v
+        for k, v in shipped_env().items()
+        if k.startswith("RECSTREAM_TOPIC_POLICY__")
+    }
+    return Settings(
+        bootstrap=bootstrap, topics=topics, state_dir=state_dir,
+        topic_policy=TopicPolicy.model_validate(policy),
+    )  # fmt: skip
 
 
 @dataclass
@@ -124,7 +154,12 @@ async def run_traffic(
 
 
 class WorkerPool:
-    """Real ``recstream worker`` processes of one consumer group, killable with SIGKILL."""
+    """Real ``recstream worker`` processes of one consumer group, killable with SIGKILL.
+
+    They run the shipped store (RocksDB, ``WorkerSettings().store``). Each worker has a
+    slot, its own data directory like a Kubernetes pod's volume: ``start(slot=n)``
+    restarts the worker of slot ``n`` on the state it left behind.
+    """
 
     def __init__(self, settings: Settings, bundle: Path, logs: Path, app_id: str) -> None:
         self.settings = settings
@@ -132,18 +167,31 @@ class WorkerPool:
         self.logs = logs
         self.app_id = app_id
         self.procs: list[WorkerProcess] = []
+        self.slots: dict[int, int] = {}  # id(proc) -> slot
         self.kills = 0
 
-    def start(self, extra: dict[str, str] | None = None) -> WorkerProcess:
+    def start(
+        self, extra: dict[str, str] | None = None, *, slot: int | None = None
+    ) -> WorkerProcess:
+        slot = len(set(self.slots.values())) if slot is None else slot
         port = free_port()
         env = worker_env(
             self.settings, app_id=self.app_id, web_port=port, bundle=self.bundle,
-            extra={**FAST_FAILOVER, **(extra or {})},
+            store=WorkerSettings().store,
+            extra={
+                **FAST_FAILOVER,
+                "RECSTREAM_WORKER_DATA_DIR": str(self.logs / f"data-{slot}"),
+                **(extra or {}),
+            },
         )  # fmt: skip
-        log = self.logs / f"worker-{len(self.procs)}-{port}.log"
+        log = self.logs / f"worker-{len(self.procs)}-slot{slot}-{port}.log"
         proc = WorkerProcess(env, port, log)
         self.procs.append(proc)
+        self.slots[id(proc)] = slot
         return proc
+
+    def slot(self, proc: WorkerProcess) -> int:
+        return self.slots[id(proc)]
 
     def kill(self, proc: WorkerProcess) -> None:
         """kill -9: no shutdown, no commit, no flush."""

@@ -1,7 +1,8 @@
 """Broker failures under a running worker: nothing accepted is lost.
 
 - the single broker (data on disk) is killed with SIGKILL and restarted mid-stream;
-- one node of the 3-node cluster (RF 3, min.insync.replicas 2) is killed mid-stream.
+- one node of the 3-node cluster is killed mid-stream, with the shipped topic
+  settings (deploy/k8s: replication 3, min.insync.replicas 2) applied by the worker.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from recstream.kafka_admin import ensure_topics
+from recstream.kafka_admin import client_kwargs
 from recstream.localkafka import LocalKafka
 from recstream.settings import LocalKafkaSettings, Settings, TopicNames
 from tests.conftest import free_port
@@ -22,15 +25,18 @@ from tests.integration.reliability.conftest import cache_dir
 from tests.integration.reliability.localcluster import LocalKafkaCluster
 
 pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
+from stream.settings import WorkerSettings
+from stream.topics import worker_topics
 from tests.integration.reliability.faults import (
     WorkerPool,
     assert_nothing_lost,
     drain,
+    shipped_env,
+    shipped_settings,
     traffic_with_fault,
 )
 
 pytestmark = pytest.mark.integration
-TABLES = ("user_sequence", "user_interest", "trending")
 
 
 def topics() -> TopicNames:
@@ -47,7 +53,6 @@ async def test_single_broker_kill9_and_restart_loses_nothing(
     )  # fmt: skip
     await asyncio.to_thread(broker.start)  # it runs its own event loop to wait
     settings = Settings(bootstrap=broker.bootstrap, topics=topics(), state_dir=rel_tmp / "state")
-    await ensure_topics(broker.bootstrap, settings.topics.model_dump().values(), partitions=4)
     pool = WorkerPool(settings, rel_bundle, rel_tmp, f"rel-bk-{uuid.uuid4().hex[:6]}")
     outage: list[float] = []
 
@@ -77,17 +82,10 @@ async def test_single_broker_kill9_and_restart_loses_nothing(
 async def test_cluster_node_kill9_under_worker_loses_nothing(
     kafka_cluster: LocalKafkaCluster, rel_bundle: Path, rel_tmp: Path
 ) -> None:
-    settings = Settings(
-        bootstrap=kafka_cluster.bootstrap, topics=topics(), state_dir=rel_tmp / "state"
-    )
+    """The shipped configuration (deploy/k8s/configmap.yaml: topic policy, partitions, store)
+    on 3 brokers: the worker creates every topic itself, as deployed, and rides out a node loss."""
+    settings = shipped_settings(kafka_cluster.bootstrap, topics(), rel_tmp / "state")
     app_id = f"rel-cl-{uuid.uuid4().hex[:6]}"
-    rf3 = {"min.insync.replicas": "2"}
-    await ensure_topics(settings.bootstrap, settings.topics.model_dump().values(),
-                        partitions=4, replication=3, config=rf3)  # fmt: skip
-    # Changelogs replicated like the inputs (the worker would create them with RF 1).
-    changelogs = [f"{app_id}-{t}-changelog" for t in TABLES]
-    await ensure_topics(settings.bootstrap, changelogs, partitions=4, replication=3,
-                        config={**rf3, "cleanup.policy": "compact"})  # fmt: skip
     pool = WorkerPool(settings, rel_bundle, rel_tmp, app_id)
     killed: list[int] = []
 
@@ -97,8 +95,23 @@ async def test_cluster_node_kill9_under_worker_loses_nothing(
         killed.append(victim)
 
     try:
-        worker = pool.start({"TOPIC_REPLICATION_FACTOR": "3"})
+        worker = pool.start(shipped_env())  # no topic exists yet: the worker makes them all
         await asyncio.to_thread(worker.wait_ready, 180)
+        ws = WorkerSettings.model_validate(
+            {k.removeprefix("RECSTREAM_WORKER_").lower(): v for k, v in shipped_env().items()
+             if k.startswith("RECSTREAM_WORKER_")} | {"app_id": app_id}
+        )  # fmt: skip
+        specs = worker_topics(settings, ws)
+        assert {s.replication_factor for s in specs} == {3}
+        assert {s.configs["min.insync.replicas"] for s in specs} == {"2"}
+        described = await describe_topics(settings.bootstrap, [s.name for s in specs])
+        for spec in specs:
+            assert described[spec.name] == (
+                spec.partitions,
+                3,
+                spec.configs["cleanup.policy"],
+                "2",
+            ), spec.name
         traffic = await traffic_with_fault(
             settings, rate=500, seconds=12, faults=[(4.0, kill_a_node)]
         )
@@ -107,9 +120,30 @@ async def test_cluster_node_kill9_under_worker_loses_nothing(
         assert not pool.crashed(), pool.crashed()
         assert worker.proc.poll() is None, "the worker kept running through the node loss"
         report = account(traffic.events, recs, bad_sent=traffic.bad, dlq=dlq)
-        assert_nothing_lost(report, traffic, "cluster node kill -9")
+        assert_nothing_lost(report, traffic, "cluster node kill -9 (shipped topic settings)")
         assert traffic.refused == 0
     finally:
         pool.stop_all()
         for i in killed:
             await asyncio.to_thread(kafka_cluster.restart, i)
+
+
+async def describe_topics(bootstrap: str, names: list[str]) -> dict[str, tuple[int, int, str, str]]:
+    """topic -> (partitions, smallest replica count, cleanup.policy, min.insync.replicas)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap))
+    await admin.start()
+    try:
+        out: dict[str, tuple[int, int, str, str]] = {}
+        meta = {t["topic"]: t["partitions"] for t in await admin.describe_topics(names)}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        for response in await admin.describe_configs(resources):
+            for res in response.to_object()["resources"]:
+                conf = {e["config_names"]: e["config_value"] for e in res["config_entries"]}
+                parts = meta[res["resource_name"]]
+                out[res["resource_name"]] = (
+                    len(parts), min(len(p["replicas"]) for p in parts),
+                    conf["cleanup.policy"], conf["min.insync.replicas"],
+                )  # fmt: skip
+        return out
+    finally:
+        await admin.close()

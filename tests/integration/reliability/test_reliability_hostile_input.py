@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from recstream.settings import Settings
+from recstream.settings import InputLimits, Settings
 from tests.integration.reliability.accounting import account
 from tests.integration.reliability.conftest import long_variant
-from tests.integration.reliability.hostile import hostile_messages
+from tests.integration.reliability.hostile import EVENTS, QUERIES, Hostile, hostile_messages
 
 pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
 from tests.integration.reliability.faults import (
@@ -78,6 +78,40 @@ async def test_hostile_flood_is_dead_lettered_and_valid_traffic_is_answered(
         assert sum(traffic.hostile_kinds.values()) == HOSTILE, "every hostile message accepted"
         assert report.dead_lettered == report.bad_sent > 7_000
         assert report.wrong_reason == [] and report.missing_dlq == []
+    finally:
+        pool.stop_all()
+
+
+async def test_worst_bytes_at_the_largest_limits_are_dead_lettered_without_a_crash(
+    rel_settings: Settings, rel_bundle: Path, rel_tmp: Path
+) -> None:
+    """At the largest ``max_message_bytes`` the settings allow, values that inflate most
+    once in a JSON dead letter (NULs: 6 bytes each) are dead-lettered and the worker keeps
+    going. Before dead letters were bounded, a 512 KiB NUL value made a ~3 MB dead letter,
+    the producer refused it, the agent crashed, and the restart met the same record."""
+    largest = str(InputLimits.model_fields["max_message_bytes"].metadata[1].le)
+    pool = WorkerPool(rel_settings, rel_bundle, rel_tmp, f"rel-worst-{uuid.uuid4().hex[:6]}")
+    size = int(largest)
+    bad = [
+        Hostile("nul_at_limit", EVENTS, b"hu1", b"\x00" * size, "invalid_json"),
+        Hostile("quotes_at_limit", QUERIES, b"hu2", b'"\\' * (size // 2), "invalid_json"),
+        Hostile("invalid_utf8_at_limit", EVENTS, b"hu3", b"\xff" * size, "invalid_utf8"),
+        Hostile("nul_oversized", EVENTS, b"hu4", b"\x00" * (size + 300_000), "too_large"),
+        Hostile("long_key", EVENTS, b"k" * 200_000, b"\x01" * 1000, "invalid_json"),
+    ]
+    try:
+        worker = pool.start({
+            "RECSTREAM_LIMITS__MAX_MESSAGE_BYTES": largest,
+            "RECSTREAM_LIMITS__DLQ_OVERSIZE_HEAD_BYTES": largest,
+        })  # fmt: skip
+        await asyncio.to_thread(worker.wait_ready, 180)
+        traffic = await run_traffic(rel_settings, rate=50, seconds=3, hostile=bad, hostile_every=10)
+        recs, dlq = await drain(rel_settings, traffic, timeout_s=120)
+        assert not pool.crashed(), pool.crashed()
+        assert worker.proc.poll() is None, worker.tail_log()
+        report = account(traffic.events, recs, bad_sent=traffic.bad, dlq=dlq)
+        assert_nothing_lost(report, traffic, "worst bytes at the largest limits")
+        assert report.dead_lettered == report.bad_sent == len(bad)
     finally:
         pool.stop_all()
 

@@ -73,6 +73,18 @@ async def test_events_queries_and_bad_messages(workers, make_client, tiny_bundle
         )
         assert "text" in s.error
 
+    # Only the documented endpoints: Faust's table views would serve alice's history and
+    # newcomer's query text, its router the cluster layout.
+    for path in (
+        "/", "/table/", "/table/user_sequence/", "/table/user_sequence/alice/",
+        "/table/user_interest/newcomer/", "/table/trending/", "/router/",
+        "/router/user_sequence/alice/", "/stats/", "/graph/", "/assignment/",
+        "/performance/", "/metrics/", "/users/", "/users/alice", "/nope",
+    ):  # fmt: skip
+        status, body = worker.get(path)
+        assert status == 404, (path, status, body[:200])
+        assert b"alice" not in body and b"scary" not in body, path
+
     # read-only endpoints
     status, body = worker.get("/healthz")
     assert status == 200

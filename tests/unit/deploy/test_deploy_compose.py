@@ -1,5 +1,5 @@
 """deploy/compose.yaml: accepted by `docker compose config`, and consistent with
-the Prometheus config, the image and the topic script it wires together."""
+the Prometheus config, the image and the topic job it wires together."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_docker_compose_applies_the_knobs() -> None:
     assert services["worker"]["deploy"]["replicas"] == 6
     assert services["worker"]["environment"]["RECSTREAM_WORKER_PARTITIONS"] == "12"
     assert services["worker"]["environment"]["RECSTREAM_WORKER_BATCH_MAX_SIZE"] == "128"
-    assert services["topics"]["environment"]["PARTITIONS"] == "12"
+    assert services["topics"]["environment"]["RECSTREAM_WORKER_PARTITIONS"] == "12"
 
 
 def test_docker_compose_rejects_a_bad_replica_count() -> None:
@@ -80,15 +80,21 @@ def test_kafka_runs_kraft_from_the_official_image(compose: dict[str, Any]) -> No
     assert "healthcheck" in kafka
 
 
-def test_topic_service_runs_the_shared_script(compose: dict[str, Any]) -> None:
-    topics = compose["services"]["topics"]
-    (mount,) = topics["volumes"]
-    source, target, _ = mount.split(":")
-    assert (DEPLOY / source).resolve() == DEPLOY / "k8s" / "create-topics.sh"
-    assert topics["entrypoint"][-1] == target
+def test_topic_service_runs_recstream_topics_with_the_workers_settings(
+    compose: dict[str, Any],
+) -> None:
+    topics, worker = compose["services"]["topics"], compose["services"]["worker"]
+    assert topics["image"] == worker["image"] and topics["command"] == ["topics"]
     assert topics["depends_on"]["kafka"]["condition"] == "service_healthy"
-    for var in ("PARTITIONS", "ITEM_UPDATES_PARTITIONS", "DLQ_PARTITIONS"):
-        assert var in topics["environment"]
+    # Every topic setting the job applies is one the workers read too (they re-check it).
+    shared = {k: v for k, v in topics["environment"].items()}
+    assert shared.items() <= worker["environment"].items()
+    for var in (
+        "RECSTREAM_WORKER_PARTITIONS",
+        "RECSTREAM_TOPIC_POLICY__REPLICATION_FACTOR",
+        "RECSTREAM_TOPIC_POLICY__MIN_INSYNC_REPLICAS",
+    ):
+        assert var in shared
 
 
 def test_worker_port_is_the_one_prometheus_scrapes(compose: dict[str, Any]) -> None:

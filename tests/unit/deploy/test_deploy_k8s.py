@@ -47,8 +47,7 @@ def test_kustomization_lists_every_manifest_but_the_secret_template(
 ) -> None:
     listed = set(kustomization["resources"]) | {"kustomization.yaml", "secret.example.yaml"}
     assert listed == {p.name for p in K8S.glob("*.yaml")}
-    (generator,) = kustomization["configMapGenerator"]
-    assert generator["files"] == ["create-topics.sh"]
+    assert sorted(p.name for p in K8S.iterdir()) == sorted(listed)  # no stray scripts
 
 
 def _worker(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
@@ -89,7 +88,13 @@ def test_workers_fit_the_partitions(objects: dict) -> None:
     config = objects[("ConfigMap", "recstream-config")]["data"]
     replicas = _worker(objects)["spec"]["replicas"]
     assert 1 <= replicas <= int(config["RECSTREAM_WORKER_PARTITIONS"])
-    assert int(config["REPLICATION_FACTOR"]) > int(config["MIN_INSYNC_REPLICAS"]) >= 1
+
+
+def test_topics_are_replicated_for_production(objects: dict) -> None:
+    """Three replicas, two of them in sync for a write: one broker may fail, none is lost."""
+    config = objects[("ConfigMap", "recstream-config")]["data"]
+    assert config["RECSTREAM_TOPIC_POLICY__REPLICATION_FACTOR"] == "3"
+    assert config["RECSTREAM_TOPIC_POLICY__MIN_INSYNC_REPLICAS"] == "2"
 
 
 def test_settings_come_from_configmap_and_secret(objects: dict) -> None:
@@ -117,16 +122,13 @@ def test_worker_runs_as_the_image_user_with_its_own_state(objects: dict) -> None
     assert mounts["bundles"] == config["RECSTREAM_WORKER_BUNDLE"]
 
 
-def test_topic_job_runs_the_generated_script(objects: dict) -> None:
+def test_topic_job_runs_recstream_topics_from_the_worker_image(objects: dict) -> None:
     job = objects[("Job", "recstream-topics")]
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert container["image"].startswith("apache/kafka:")
-    script = container["command"][-1]
-    mount = next(m for m in container["volumeMounts"] if script.startswith(m["mountPath"]))
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    assert volume["configMap"]["name"] == "recstream-topics-script"
-    assert script.endswith("/create-topics.sh")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    (worker,) = _worker(objects)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == worker["image"]  # the same code decides every topic's spec
+    assert container["args"] == ["topics"]
+    assert 'ENTRYPOINT ["recstream"]' in (DEPLOY / "Dockerfile").read_text()
 
 
 def test_kubectl_kustomize_renders_the_stack() -> None:
@@ -143,7 +145,6 @@ def test_kubectl_kustomize_renders_the_stack() -> None:
         [
             "Namespace",
             "ConfigMap",
-            "ConfigMap",
             "PersistentVolumeClaim",
             "Job",
             "Service",
@@ -154,18 +155,3 @@ def test_kubectl_kustomize_renders_the_stack() -> None:
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {
         "recstream"
     }
-    # The generated script ConfigMap gets a content hash; the Job must follow it.
-    script_cm = next(
-        d["metadata"]["name"]
-        for d in docs
-        if d["kind"] == "ConfigMap" and "create-topics.sh" in d.get("data", {})
-    )
-    job = next(d for d in docs if d["kind"] == "Job")
-    names = [
-        v["configMap"]["name"]
-        for v in job["spec"]["template"]["spec"]["volumes"]
-        if "configMap" in v
-    ]
-    assert names == [script_cm] and script_cm != "recstream-topics-script"
-    script = next(d for d in docs if d["metadata"]["name"] == script_cm)["data"]["create-topics.sh"]
-    assert script == (K8S / "create-topics.sh").read_text()

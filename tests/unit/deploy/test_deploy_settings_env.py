@@ -47,11 +47,6 @@ def _dockerfile_env() -> dict[str, str]:
     return dict(re.findall(r"\b(RECSTREAM_[A-Z_]+)=(\S+)", text))
 
 
-def _script_vars() -> set[str]:
-    text = (DEPLOY / "k8s" / "create-topics.sh").read_text()
-    return set(re.findall(r"\$\{?(RECSTREAM_[A-Z_]+?)(?:\}|:|-|\b)", text))
-
-
 SOURCES = {"compose": _compose_env, "k8s": _k8s_env, "dockerfile": _dockerfile_env}
 
 
@@ -83,7 +78,6 @@ def _all_vars() -> list[tuple[str, str]]:
         for var in load()
         if var.startswith("RECSTREAM_")
     }
-    out |= {("create-topics.sh", var) for var in _script_vars()}
     return sorted(out)
 
 

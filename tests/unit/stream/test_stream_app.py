@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -95,7 +96,14 @@ async def test_produce_sends_changelog_records_to_their_partition_and_counts_out
     """Changelog records go to the input's partition (Faust restores partition P from
     changelog partition P); other outputs are partitioned by key (partition None)."""
     producer = _Producer()
-    worker = SimpleNamespace(app=SimpleNamespace(producer=producer), metrics=WorkerMetrics())
+    persisted: list[tuple[int, int]] = []
+    table = SimpleNamespace(persisted=lambda p, o: persisted.append((p, o)))
+    worker = SimpleNamespace(
+        app=SimpleNamespace(producer=producer),
+        metrics=WorkerMetrics(),
+        _tables={"app-user_sequence-changelog": table},
+    )
+    worker._persist_changelog_offsets = functools.partial(Worker._persist_changelog_offsets, worker)
     msgs = [
         OutMessage("app-user_sequence-changelog", b'"u1"', b"[]", partition=3),
         OutMessage("recommendations", b"u1", b"{}"),
@@ -109,9 +117,11 @@ async def test_produce_sends_changelog_records_to_their_partition_and_counts_out
     ]
     await asyncio.sleep(0)
     assert not done.done(), "not delivered before the broker acked every output"
-    for ack in producer.acks:
-        ack.set_result(None)
+    for i, ack in enumerate(producer.acks):
+        ack.set_result(SimpleNamespace(partition=3 if i == 0 else 1, offset=40 + i))
     await asyncio.wait_for(done, 1.0)
+    # the store learns how far its changelog is acknowledged (a restart reads from there)
+    assert persisted == [(3, 40)]
     out = worker.metrics.registry.get_sample_value
     assert out("recstream_events_out_total", {"topic": "recommendations"}) == 2
     assert out("recstream_events_out_total", {"topic": "app-user_sequence-changelog"}) == 1
@@ -137,3 +147,21 @@ def test_the_worker_loop_is_uvloop_unless_settings_say_asyncio() -> None:
         loop.close()
     finally:
         asyncio.set_event_loop_policy(old)
+
+
+DOCUMENTED = {"/metrics", "/healthz", "/readyz", "/trending", "/users/{user_id}/recommendations"}
+
+
+@pytest.mark.parametrize("serve_users", [True, False])
+def test_only_the_documented_endpoints_are_served(tmp_path: Path, serve_users: bool) -> None:
+    from stream.app import create_app
+
+    ws = WorkerSettings(store="memory://", serve_user_recommendations=serve_users)
+    app = create_app(Settings(state_dir=tmp_path), ws, loader=lambda p: None)  # type: ignore[arg-type,return-value]
+    expected = DOCUMENTED if serve_users else DOCUMENTED - {"/users/{user_id}/recommendations"}
+    assert set(app.web.views) == expected
+    # Faust's own views: tables (every user's state), router, stats, graph, index page
+    assert app.web.blueprints._enabled == []
+    conf = app.conf
+    assert not (conf.web_tables_enabled or conf.web_router_enabled or conf.web_stats_enabled
+                or conf.web_graph_enabled or conf.web_metrics_enabled)  # fmt: skip

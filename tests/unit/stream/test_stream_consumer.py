@@ -133,9 +133,10 @@ def test_install_makes_the_worker_app_build_this_consumer(tmp_path: Path) -> Non
     settings = Settings(state_dir=tmp_path)
     app = create_app(settings, WorkerSettings(store="memory://"), loader=lambda p: None)  # type: ignore[arg-type,return-value]
     # The consumer itself is built lazily by the worker from this class.
-    assert app.transport.Consumer is AtLeastOnceConsumer
+    assert issubclass(app.transport.Consumer, AtLeastOnceConsumer)
+    assert app.transport.Consumer.skip_hooks == (app.recstream.count_skipped,)  # type: ignore[attr-defined]
     install(app)  # idempotent
-    assert app.transport.Consumer is AtLeastOnceConsumer
+    assert issubclass(app.transport.Consumer, AtLeastOnceConsumer)
 
 
 def test_a_hole_in_fetched_records_rewinds_the_partition_and_keeps_order(
@@ -291,3 +292,93 @@ def test_worker_that_stopped_on_skipped_records_restarts_itself_in_place(
     with pytest.raises(SystemExit):  # a restart loop ends: the supervisor takes over
         cli.run_worker(object())
     assert len(execs) == 1
+
+
+def fetching(monkeypatch: pytest.MonkeyPatch, offsets: list[int]) -> None:
+    import faust.transport.consumer as faust_consumer
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for o in offsets:
+            yield UE, SimpleNamespace(offset=o)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+
+
+def recording(c: Any) -> tuple[list[tuple[TP, int]], list[tuple[TP, int, int]]]:
+    seeks: list[tuple[TP, int]] = []
+    skips: list[tuple[TP, int, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    c.seek = seek
+    c.skip_hooks = (lambda tp, first, resume: skips.append((tp, first, resume)),)
+    return seeks, skips
+
+
+def test_committed_offset_deleted_meanwhile_resumes_at_the_earliest_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stopped at 50; DeleteRecords (or retention) removed 50..79 before the restart:
+    # aiokafka resets to 80. Waiting for 50 would drop every record from 80 on forever.
+    fetching(monkeypatch, list(range(80, 100)))
+    c, thread = consumer({UE: 50})
+    thread.earliest = 80
+    seeks, skips = recording(c)
+
+    async def run() -> list[int]:
+        await c.seek_to_committed()
+        return [m.offset async for _, m in c.getmany(1.0)]
+
+    assert asyncio.run(run()) == list(range(80, 100))
+    assert seeks == [] and skips == [(UE, 50, 80)]
+    assert c.committed_position(UE) == 80
+    asyncio.run(c._add_gap(UE, 51, 80))  # Faust's loop sees 50 -> 80: not a hole any more
+    assert c.crashed_with == []
+    ack(c, UE, *range(80, 100))
+    assert c._new_offset(UE) == 100  # commits go on past the skipped range
+
+
+def test_a_rewind_landing_beyond_its_target_accepts_the_first_record_that_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 12..14 compacted away: the seek back to 12 lands on 15 (offsets went back).
+    fetching(monkeypatch, [10, 11, 15, 16, 17, 15, 16, 17, 18])
+    c, _ = consumer({UE: 10})
+    seeks, skips = recording(c)
+
+    async def run() -> list[int]:
+        await c.seek_to_committed()
+        return [m.offset async for _, m in c.getmany(1.0)]
+
+    assert asyncio.run(run()) == [10, 11, 15, 16, 17, 18]
+    assert seeks == [(UE, 12)] and skips == [(UE, 12, 15)]
+
+
+def test_a_rewind_that_waits_too_long_asks_where_the_partition_begins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Retention moved the start past the rewind's target while it waited: no record it
+    # waits for will come; the new start is sought and delivered from there.
+    import faust.transport.consumer as faust_consumer
+
+    import stream.consumer as sc
+
+    c, thread = consumer({UE: 10})
+
+    async def getmany(self: Any, timeout: float) -> Any:
+        for o in [10, 11, 40, 41, 42, 43, 30, 31]:
+            if o == 41:
+                thread.earliest = 30  # deleted while the rewind to 12 waits
+            yield UE, SimpleNamespace(offset=o)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", getmany)
+    seeks, skips = recording(c)
+    monkeypatch.setattr(sc, "RECHECK_S", -1.0)
+
+    async def run() -> list[int]:
+        await c.seek_to_committed()
+        return [m.offset async for _, m in c.getmany(1.0)]
+
+    assert asyncio.run(run()) == [10, 11, 30, 31]
+    assert seeks == [(UE, 12), (UE, 30)] and skips == [(UE, 12, 30)]

@@ -151,6 +151,17 @@ def test_the_consumer_internals_stream_consumer_overrides_are_faust_s() -> None:
     assert "await self._add_gap(tp, r_offset + 1, offset)" in drain
 
 
+def test_faust_index_page_is_a_blueprint_still_to_be_mounted(tmp_path: Path) -> None:
+    import faust
+
+    from stream.faust_compat import FAUST_INDEX, drop_faust_index
+
+    app = faust.App("pin", web_stats_enabled=False, datadir=str(tmp_path))
+    assert (("", FAUST_INDEX)) in app.web.blueprints._enabled  # mounted unless dropped
+    drop_faust_index(app)
+    assert FAUST_INDEX not in [bp for _, bp in app.web.blueprints._enabled]
+
+
 def test_nothing_else_in_stream_touches_faust_privates() -> None:
     """Private faust/aiokafka names appear only in faust_compat (and the consumer subclass,
     whose overrides are listed in CONSUMER_INTERNALS)."""
@@ -165,7 +176,8 @@ def test_nothing_else_in_stream_touches_faust_privates() -> None:
         assert not found, f"{path.name} uses {found}: go through stream.faust_compat"
     # and the consumer subclass uses no Faust private beyond the ones listed (and pinned)
     consumer = (root / "consumer.py").read_text()
-    own = {"_floor", "_expected", "_rewound", "_rewind", "_skipped"}
+    own = {"_floor", "_expected", "_rewound", "_rewind", "_skipped", "_recheck", "_earliest"}
+    own |= {"_skip"}
     privates = set(re.findall(r"self\.(_[a-z]\w*)", consumer)) | set(
         re.findall(r"def (_[a-z]\w*)\(", consumer)
     )
