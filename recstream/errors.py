@@ -26,7 +26,8 @@ class SchemaError(RecstreamError):
     """A message does not match its topic's schema.
 
     ``reason`` is a short, stable code used as a metric label and in DLQ records
-    (``too_large``, ``invalid_utf8``, ``invalid_json``, ``schema``); ``field`` names
+    (``too_large``, ``invalid_utf8``, ``invalid_json``, ``schema``, ``empty``,
+    ``key_mismatch``); ``field`` names
     the offending field (dotted path) when there is one.
     """
 

@@ -142,6 +142,20 @@ def dlq_key(key: bytes | None) -> bytes | None:
     return key if key is None or len(key) <= DLQ_MAX_KEY_BYTES else key[:DLQ_MAX_KEY_BYTES]
 
 
+def check_key(key: bytes | None, user_id: str) -> None:
+    """Raise ``key_mismatch`` unless the record's key is its ``user_id`` (UTF-8).
+
+    The inputs are partitioned by key and a user's state lives in the partition of
+    its ``user_id``: a record keyed otherwise (or not at all) lands on another
+    partition, so its user's history would be split between two owners and replay
+    detection (one applied offset per user and partition) would no longer hold.
+    """
+    if key is None:
+        raise SchemaError("key_mismatch", "record has no key; it must be the user_id", "user_id")
+    if key != user_id.encode():  # neither is logged: both identify a user
+        raise SchemaError("key_mismatch", "record key differs from the user_id", "user_id")
+
+
 def pack_vector(v: np.ndarray) -> str:
     return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
 
@@ -279,7 +293,9 @@ class BatchProcessor:
         try:
             if msg.value is None:
                 raise SchemaError("empty", "message has no value (tombstone)")
-            return decode(model, msg.value, self.limits)
+            event = decode(model, msg.value, self.limits)
+            check_key(msg.key, event.user_id)
+            return event
         except SchemaError as exc:
             self._dead_letter(msg, exc.reason, str(exc), out)
             return None

@@ -83,6 +83,13 @@ MAKERS: dict[str, Maker] = {
     ),
     "empty_value": lambda r, now, i, lim: _bad(QUERIES, "empty_value", b"", "invalid_json"),
     "tombstone": lambda r, now, i, lim: _bad(EVENTS, "tombstone", None, "empty"),
+    # valid bodies keyed by another user ("hx") or by nothing: their partition is
+    # not their user's, so applying them would split that user's state
+    "foreign_key": lambda r, now, i, lim: (
+        _bad(EVENTS, "foreign_key", _dump(_event(r, now, i)), "key_mismatch")
+        if r.random() < 0.5
+        else _bad(QUERIES, "foreign_key", _dump(_query(r, now, i)), "key_mismatch")
+    ),
     "deep_nesting": lambda r, now, i, lim: _bad(
         EVENTS, "deep_nesting", b"[" * 1000 + b"]" * 1000, "invalid_json"
     ),

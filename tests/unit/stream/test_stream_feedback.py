@@ -129,7 +129,8 @@ class Harness:
         for v in values:
             self.offset += 1
             topic = TOPICS.search_text if "text" in v else TOPICS.user_events
-            msgs.append(InMessage(topic, 0, self.offset, b"k", json.dumps(v).encode()))
+            key = v["user_id"].encode()
+            msgs.append(InMessage(topic, 0, self.offset, key, json.dumps(v).encode()))
         out = self.proc.process(msgs)
         for a in out.recommendations:  # as Worker.handle_batch does
             s = Shown(a.emitted_ts, a.items, a.model_version, a.bucket)

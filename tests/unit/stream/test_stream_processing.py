@@ -60,7 +60,8 @@ class Harness:
             )
         raw = json.dumps(value).encode() if isinstance(value, dict) else value
         self.offset += 1
-        return InMessage(topic, 0, self.offset, b"k", raw)
+        key = value["user_id"].encode() if isinstance(value, dict) and "user_id" in value else b"k"
+        return InMessage(topic, 0, self.offset, key, raw)
 
     def run(self, *values: dict | bytes | None):
         return self.proc.process([self.msg(v) for v in values])
@@ -176,6 +177,24 @@ def test_invalid_messages_go_to_dlq_and_neighbours_are_answered(raw, reason) -> 
         assert d.raw_encoding == "base64"
     assert h.sample("recstream_dlq_total", topic=TOPICS.user_events, reason=reason) == 1.0
     assert h.sample("recstream_events_in_total", topic=TOPICS.user_events) == 3.0
+
+
+@pytest.mark.parametrize("key", [b"mallory", None, b"u\x00", "ü".encode("latin-1")])
+def test_a_record_keyed_other_than_its_user_is_dead_lettered_not_applied(key) -> None:
+    # Keyed otherwise, the record sits on another partition than its user's state:
+    # applying it would split the user's history between two owners.
+    h = Harness()
+    good = h.msg(click("a", "ü", "m1"))
+    for topic, body in ((TOPICS.user_events, click("b", "ü", "m2")), (None, query("c", "ü", "x"))):
+        bad = h.msg(body, topic)
+        bad = InMessage(bad.topic, bad.partition, bad.offset, key, bad.value)
+        out = h.proc.process([good, bad] if topic else [bad])
+        (d,) = dlqs(out)
+        assert (d.offset, d.reason, d.topic) == (bad.offset, "key_mismatch", bad.topic)
+        assert "mallory" not in d.error  # the key is in the record, not in the error/log
+    assert h.sequences["ü"]["items"] == ["m1"]  # the mis-keyed click was not applied
+    assert "ü" not in h.interests
+    assert h.sample("recstream_dlq_total", topic=TOPICS.user_events, reason="key_mismatch") == 1
 
 
 def test_model_failure_isolates_the_bad_request() -> None:
