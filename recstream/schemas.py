@@ -232,11 +232,12 @@ def decode(model: type[M], raw: bytes | str, limits: Limits = DEFAULT_LIMITS) ->
             raise SchemaError("invalid_json", f"value is not JSON: {err['msg']}") from exc
         field = ".".join(str(p) for p in err["loc"]) or None
         raise SchemaError("schema", err["msg"], field=field) from exc
-    text = getattr(msg, "text", None)
-    if isinstance(text, str) and len(text) > limits.max_text_chars:
-        raise SchemaError(
-            "text_too_long", f"{len(text)} characters, limit {limits.max_text_chars}", field="text"
-        )
+    for name in ("text", "title"):  # a query's text; an item's title and text
+        text = getattr(msg, name, None)
+        if isinstance(text, str) and len(text) > limits.max_text_chars:
+            raise SchemaError(
+                "text_too_long", f"{len(text)} characters, limit {limits.max_text_chars}", name
+            )
     return msg
 
 

@@ -157,6 +157,7 @@ class Worker:
             dead_letter=self._dead_letter_one,
             on_applied=self._update_index_gauge,
             consumer_options=client_kwargs(settings.bootstrap, settings.security),
+            limits=self.processor.limits,
         )
         # online item learning (stream.learning): its own table and changelog batch (the
         # learn agent runs beside the recommend agent on the same loop)
@@ -467,6 +468,11 @@ def create_app(
     @app.agent(inputs, name="recommend", concurrency=1)
     async def recommend(stream: faust.StreamT[bytes]) -> None:
         await worker.rollout.control.loaded.wait()
+        # Nothing is answered from a catalog still being replayed: the bundle may
+        # still hold items deleted since (readiness says catalog_caught_up: false).
+        if not worker.catalog.caught_up.is_set():
+            log.info("waiting for the catalog (%s) to catch up", settings.topics.item_updates)
+            await worker.catalog.caught_up.wait()
         acks = AckPipeline(stream, depth=ws.max_inflight_batches)
         batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
         try:

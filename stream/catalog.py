@@ -14,19 +14,27 @@ upsert/delete per item wins), and ``item-updates`` is meant to be compacted by
 Each change is applied to every model the worker serves (the control's and the
 canary's) and kept in an :class:`~stream.overlay.ItemOverlay` so that a
 hot-reloaded bundle gets them too (the rules for applying one are there).
-Invalid messages are dead-lettered by every worker that reads them (each
-worker sees them); DLQ consumers can dedupe by topic/partition/offset.
+A record is keyed by its ``item_id`` (compaction keeps the last record per key,
+so a record keyed otherwise could outlive or erase another item's change); a
+null value (a tombstone) deletes the item its key names, as a ``delete`` does:
+compaction keeps tombstones (``stream.topics``: ``delete.retention.ms`` forever).
+Values are decoded with the worker's configured limits. Invalid messages are
+dead-lettered by every worker that reads them (each worker sees them); DLQ
+consumers can dedupe by topic/partition/offset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from recstream.errors import SchemaError
-from recstream.schemas import ItemUpdate, decode
+from recstream.schemas import DEFAULT_LIMITS, ItemUpdate, Limits, decode
 from stream.faust_compat import topic_partitions
 from stream.messages import InMessage
 from stream.model import ModelHolder
@@ -50,6 +58,8 @@ class CatalogFollower:
         dead_letter: DeadLetter,
         on_applied: Callable[[], None] = lambda: None,
         consumer_options: dict[str, Any] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -58,6 +68,8 @@ class CatalogFollower:
         self.dead_letter = dead_letter
         self.on_applied = on_applied
         self.options = consumer_options or {}
+        self.limits = limits
+        self.clock = clock
         self.caught_up = asyncio.Event()
 
     async def run(self) -> None:
@@ -104,15 +116,32 @@ class CatalogFollower:
         finally:
             await consumer.stop()
 
+    def decode(self, msg: InMessage) -> ItemUpdate:
+        """The change a record carries, or :class:`SchemaError` (a dead letter)."""
+        if msg.key is None:
+            raise SchemaError("key_mismatch", "record has no key; it must be the item_id")
+        try:
+            key = msg.key.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemaError("invalid_utf8", f"key is not valid UTF-8 ({exc.reason})") from exc
+        if msg.value is None:  # a tombstone: the item named by the key is deleted
+            try:
+                return ItemUpdate(item_id=key, op="delete", ts=self.clock())
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                raise SchemaError("schema", f"tombstone key: {err['msg']}", "item_id") from exc
+        update = decode(ItemUpdate, msg.value, self.limits)
+        if update.item_id != key:
+            raise SchemaError("key_mismatch", "record key differs from the item_id", "item_id")
+        return update
+
     @staticmethod
     async def _at_end(consumer: Any, tp: Any, end: int) -> bool:
         return bool(await consumer.position(tp) >= end)
 
     async def _handle(self, msg: InMessage) -> None:
         try:
-            if msg.value is None:
-                raise SchemaError("empty", "message has no value (tombstone)")
-            update = decode(ItemUpdate, msg.value)
+            update = self.decode(msg)
         except SchemaError as exc:
             await self.dead_letter(msg, exc.reason, str(exc))
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from recstream.errors import ConfigError
-from recstream.schemas import ItemUpdate, RecItem, Recommendation, SearchText, UserEvent
+from recstream.schemas import ItemUpdate, Limits, RecItem, Recommendation, SearchText, UserEvent
 from stream.catalog import CatalogFollower
 from stream.messages import InMessage
 from stream.overlay import ItemOverlay
@@ -195,12 +196,75 @@ async def test_catalog_follower_applies_records_and_dead_letters_bad_ones() -> N
     up = ItemUpdate(item_id="n1", op="upsert", title="New", text="t", ts=5.0)
     await follower._handle(InMessage("item-updates", 0, 0, b"n1", up.model_dump_json().encode()))
     await follower._handle(InMessage("item-updates", 0, 1, b"m1", b'{"item_id":"m1"}'))
-    await follower._handle(InMessage("item-updates", 0, 2, b"m1", None))
+    await follower._handle(InMessage("item-updates", 0, 2, None, None))  # a tombstone of nothing
     assert rec.title("n1") == "New" and canary.title("n1") == "New"  # every serving model
-    assert [r for r, _ in dead] == ["schema", "empty"]
+    assert [r for r, _ in dead] == ["schema", "key_mismatch"]
     assert len(overlay) == 1
     # before a model is loaded, updates are only recorded (replayed at load)
     follower.holders = [_Holder(None)]  # type: ignore[list-item]
     gone = ItemUpdate(item_id="m1", op="delete", ts=6.0)
     await follower._handle(InMessage("item-updates", 0, 3, b"m1", gone.model_dump_json().encode()))
     assert rec.title("m1") == "One" and len(overlay) == 2
+
+
+async def test_a_tombstone_deletes_the_item_its_key_names() -> None:
+    # item-updates is compacted: a delete may reach a worker as a null value only.
+    rec = FakeRecommender({"m1": ("One", ""), "m2": ("Two", "")})
+    dead: list[str] = []
+
+    async def dead_letter(msg: InMessage, reason: str, error: str) -> None:
+        dead.append(reason)
+
+    overlay = ItemOverlay()
+    follower = CatalogFollower(
+        bootstrap="unused:1",
+        topic="item-updates",
+        holders=[_Holder(rec)],  # type: ignore[list-item]
+        overlay=overlay,
+        dead_letter=dead_letter,
+        clock=lambda: 7.0,
+    )
+    await follower._handle(InMessage("item-updates", 0, 0, b"m1", None))
+    assert dead == [] and rec.title("m1") is None and rec.title("m2") == "Two"
+    reloaded = FakeRecommender({"m1": ("One", "")})  # a hot reload gets the delete too
+    overlay.replay(reloaded, created_ts=0.0)
+    assert len(overlay) == 1 and reloaded.title("m1") is None
+    await follower._handle(InMessage("item-updates", 0, 1, b"\xff", None))
+    await follower._handle(InMessage("item-updates", 0, 2, b"x" * 300, None))
+    assert dead == ["invalid_utf8", "schema"] and rec.title("m2") == "Two"
+
+
+async def test_the_catalog_applies_the_configured_limits_and_its_key() -> None:
+    rec = FakeRecommender({"m1": ("One", "")})
+    dead: list[str] = []
+
+    async def dead_letter(msg: InMessage, reason: str, error: str) -> None:
+        dead.append(reason)
+
+    limits = Limits(max_message_bytes=2048, max_text_chars=100, max_future_skew_s=60.0)
+    follower = CatalogFollower(
+        bootstrap="unused:1",
+        topic="item-updates",
+        holders=[_Holder(rec)],  # type: ignore[list-item]
+        overlay=ItemOverlay(),
+        dead_letter=dead_letter,
+        limits=limits,
+    )
+    now = time.time()
+
+    def up(item: str, **kw: object) -> bytes:
+        return json.dumps({"item_id": item, "op": "upsert", "title": "T", "ts": now, **kw}).encode()
+
+    for i, (key, value) in enumerate(
+        [
+            (b"a", up("a", text="x" * 3000)),  # 3 KB > max_message_bytes
+            (b"b", up("b", text="y" * 101)),  # > max_text_chars
+            (b"c", up("c", title="z" * 101)),  # a title is bounded like a text
+            (b"d", up("d", ts=now + 3600)),  # beyond the allowed clock skew
+            (b"m1", up("e")),  # keyed by another item: compaction would mix them
+            (b"f", up("f", text="fine")),
+        ]
+    ):
+        await follower._handle(InMessage("item-updates", 0, i, key, value))
+    assert dead == ["too_large", "text_too_long", "text_too_long", "schema", "key_mismatch"]
+    assert [rec.title(i) for i in "abcdef"] == [None, None, None, None, None, "T"]
