@@ -32,9 +32,11 @@ at 100k × 384). :func:`reserve_index` grows that capacity ahead, in chunks of a
 copy happens at load time and then once per chunk of upserts, not on the first one.
 
 Thread-safety: one lock serialises searches and mutations (the stream calls
-from one event-loop thread; benches and tests may use threads). Rows are never
-reused for another item id, and a row's id only ever changes to ``None``, so
-rows returned by a search stay meaningful after the lock is released. A
+from its event-loop thread and rebuilds in another; benches and tests may use
+threads). Rows are never reused for another item id, and a row's id only ever
+changes to ``None``, so rows returned by a search stay meaningful after the lock
+is released, until a rebuild renumbers them (see :meth:`ItemIndex.rebuild`'s
+``swap_lock``). A
 deleted item is never returned by a search that starts after :meth:`delete`
 returns.
 """
@@ -44,6 +46,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -512,11 +515,15 @@ class ItemIndex:
             if self._journal is not None:
                 self._journal.ops.append(("scale", "", None, float(factor), True, None))
 
-    def rebuild(self) -> None:
+    def rebuild(self, swap_lock: AbstractContextManager[Any] | None = None) -> None:
         """Compact a tombstoned index: build aside from a snapshot, replay mutations, swap.
 
-        Searches and mutations continue while the new index builds; only the
-        snapshot and the final swap take the lock. Rows are renumbered.
+        Searches and mutations continue while the new index builds (call it from
+        another thread: the build is the long part); only the snapshot and the
+        final swap take the lock. Rows are renumbered at the swap, so a caller that
+        holds rows across several calls (a batch: search, then vectors and ids by
+        row) passes ``swap_lock``, which it holds for as long as it uses rows; the
+        swap happens only while ``swap_lock`` is held here too.
         """
         with self._lock:
             st = self._state
@@ -532,7 +539,7 @@ class ItemIndex:
         try:
             index = self._build(vecs)
             new = _State(index, list(ids), vecs, pops, tombstone=True, has_text=text, inputs=inps)
-            with self._lock:
+            with swap_lock or nullcontext(), self._lock:
                 for op, iid, vec, pop, has_text, inp in self._journal.ops:
                     if op == "scale":
                         new.pop[: new.n] *= np.float32(pop)

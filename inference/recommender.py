@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -144,6 +145,9 @@ class OnnxRecommender:
         )
         self._calibration = self._calibrate()
         self._closed = False
+        # Held while rows are in use (a batch, a row-then-vector read): an index
+        # rebuild in another thread (maintain) renumbers rows only under it.
+        self._rows = threading.RLock()
         bundle.files.verify_rest()  # files not served (the other text encoder): checked alike
 
     @classmethod
@@ -185,10 +189,11 @@ class OnnxRecommender:
     ) -> None:
         full = item_text(title, text)
         vec = self.text_encoder.encode([full])[0]
-        self.index.upsert(item_id, vec, has_text=has_usable_text(full, item_id))
-        self._titles[item_id] = title
-        row = self.index.row(item_id)
-        pop = 0.0 if row is None else float(self.index.popularity[row]) * self._pop_unit
+        with self._rows:
+            self.index.upsert(item_id, vec, has_text=has_usable_text(full, item_id))
+            self._titles[item_id] = title
+            row = self.index.row(item_id)
+            pop = 0.0 if row is None else float(self.index.popularity[row]) * self._pop_unit
         self._base[item_id] = (vec, pop, False)  # its text is all it is trained on
 
     def delete_item(self, item_id: str) -> None:
@@ -199,8 +204,9 @@ class OnnxRecommender:
     # -- online item learning (inference.online) ----------------------------------------
     def item_vector(self, item_id: str) -> np.ndarray | None:
         """(D,) the vector ``item_id`` is served with now (None: not in the index)."""
-        row = self.index.row(item_id)
-        return None if row is None else self.index.vectors[row].copy()
+        with self._rows:
+            row = self.index.row(item_id)
+            return None if row is None else self.index.vectors[row].copy()
 
     def user_vector(self, history: Sequence[str]) -> np.ndarray | None:
         """(D,) the user vector :meth:`recommend_batch` computes for ``history`` now
@@ -225,15 +231,16 @@ class OnnxRecommender:
 
     def _learning_base(self, item_id: str) -> tuple[np.ndarray, float, bool] | None:
         """(vector, popularity in served units, trained) the item learns from."""
-        row = self.index.row(item_id)
-        if row is None:
-            return None
-        base = self._base.get(item_id)
-        if base is None:  # nothing learned yet: the index holds it
-            pop = float(self.index.popularity[row]) * self._pop_unit
-            base = (self.index.vectors[row].copy(), pop, item_id not in self._untrained)
-            self._base[item_id] = base
-        return base
+        with self._rows:
+            row = self.index.row(item_id)
+            if row is None:
+                return None
+            base = self._base.get(item_id)
+            if base is None:  # nothing learned yet: the index holds it
+                pop = float(self.index.popularity[row]) * self._pop_unit
+                base = (self.index.vectors[row].copy(), pop, item_id not in self._untrained)
+                self._base[item_id] = base
+            return base
 
     def apply_learned(self, learned: Mapping[str, LearnedItem | None]) -> int:
         """Serve each item as its learned state says (None: as the bundle/catalog gave it).
@@ -328,16 +335,26 @@ class OnnxRecommender:
         return time.perf_counter() - t0
 
     def maintain(self) -> bool:
-        """Compact a tombstoned HNSW index when it asks for it (call off the hot path)."""
-        if self.index.needs_rebuild:
-            self.index.rebuild()
-            return True
-        return False
+        """Compact a tombstoned HNSW index when it asks for it.
+
+        Meant for a thread other than the one serving (a rebuild of a large HNSW
+        index takes seconds): batches keep being served from the old index while
+        the new one builds, and the swap waits for the batch in progress.
+        """
+        if not self.index.needs_rebuild:
+            return False
+        self.pin_threads()  # the build's OpenMP threads, in this thread
+        self.index.rebuild(swap_lock=self._rows)
+        return True
 
     def recommend(self, request: Request) -> Result:
         return self.recommend_batch([request])[0]
 
     def recommend_batch(self, requests: Sequence[Request]) -> list[Result]:
+        with self._rows:  # rows stay numbered as they are until the batch is done
+            return self._recommend_batch(requests)
+
+    def _recommend_batch(self, requests: Sequence[Request]) -> list[Result]:
         if self._closed:
             raise InferenceError("recommender is closed (a newer bundle replaced it)")
         if not requests:

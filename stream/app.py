@@ -328,6 +328,22 @@ class Worker:
         except Exception:  # consumer not started yet
             return []
 
+    async def maintain_indexes(self) -> None:
+        """Compact each serving model's tombstoned HNSW index when it asks for it.
+
+        In a thread: a rebuild of a large index takes seconds, and on the loop it
+        would stop heartbeats (past the session timeout the group evicts this
+        worker while it keeps writing) and every batch. The model keeps serving
+        from its old index meanwhile and swaps between two batches.
+        """
+        for holder in self.rollout.holders:
+            current = holder.current
+            if current is None:
+                continue
+            t0 = time.perf_counter()
+            if await asyncio.to_thread(current.maintain):
+                log.info("%s index compacted in %.2f s", holder.bucket, time.perf_counter() - t0)
+
     async def update_lag(self) -> None:
         """Set ``recstream_consumer_lag`` (high watermark − committed offset) per partition."""
         consumer = cast(AtLeastOnceConsumer, self.app.consumer)  # see create_app
@@ -565,16 +581,7 @@ def create_app(
 
     @app.timer(30.0)
     async def maintain_index() -> None:
-        # Compacts a tombstoned HNSW index when the serving core asks for it; runs
-        # on the loop thread between batches (the index is not shared across threads).
-        for holder in worker.rollout.holders:
-            current = holder.current
-            if current is not None:
-                t0 = time.perf_counter()
-                if current.maintain():
-                    log.info(
-                        "%s index compacted in %.2f s", holder.bucket, time.perf_counter() - t0
-                    )
+        await worker.maintain_indexes()
 
     register_views(
         app,

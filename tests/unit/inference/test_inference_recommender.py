@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +308,46 @@ def test_warm_up_serves_every_bucket_and_leaves_no_trace(flat_bundle: Path) -> N
     assert rec._query_cache is not None and len(rec._query_cache) == 0  # warm texts dropped
     after = rec.recommend(Request("u1", history=["i3", "i5"], query="funny", k=5))
     assert [i.item_id for i in after.items] == [i.item_id for i in before.items]
+
+
+def test_a_rebuild_in_another_thread_never_renumbers_rows_under_a_batch(
+    hnsw_rec: OnnxRecommender,
+) -> None:
+    # maintain() runs off the event loop (stream.app): a batch in progress must see one
+    # numbering of rows from its first lookup to its last id, however long it takes.
+    for r in range(0, 400, 3):
+        hnsw_rec.delete_item(f"i{r}")
+    reqs = [
+        Request("u", history=("i1", "i2", "i4"), query="funny comedy", k=10),
+        Request("v", history=("i5", "i7"), exclude=frozenset({"i8"}), k=10),
+        Request("w", query="scary horror", k=10),
+    ]
+    before = [[(i.item_id, i.score) for i in r.items] for r in hnsw_rec.recommend_batch(reqs)]
+    built, old_state = threading.Event(), hnsw_rec.index._state
+    real_build, real_queries = hnsw_rec.index._build, hnsw_rec._query_vectors
+
+    def build(vecs: np.ndarray) -> object:
+        index = real_build(vecs)
+        built.set()
+        return index
+
+    swapped_mid_batch: list[bool] = []
+
+    def queries_after_the_build(requests):  # type: ignore[no-untyped-def]
+        assert built.wait(30)
+        time.sleep(0.5)  # room for a swap that would not wait for the batch
+        swapped_mid_batch.append(hnsw_rec.index._state is not old_state)
+        return real_queries(requests)
+
+    hnsw_rec.index._build = build  # type: ignore[method-assign]
+    hnsw_rec._query_vectors = queries_after_the_build  # type: ignore[method-assign]
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(hnsw_rec.maintain)
+        during = hnsw_rec.recommend_batch(reqs)
+        assert done.result(30) is True
+    assert swapped_mid_batch == [False]
+    assert [[(i.item_id, i.score) for i in r.items] for r in during] == before
+    assert hnsw_rec.index._state is not old_state and len(hnsw_rec.index.vectors) == 266
+    hnsw_rec._query_vectors = real_queries  # type: ignore[method-assign]
+    after = hnsw_rec.recommend_batch(reqs)
+    assert all(int(i.item_id[1:]) % 3 for r in after for i in r.items)

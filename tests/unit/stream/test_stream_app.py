@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -165,3 +167,32 @@ def test_only_the_documented_endpoints_are_served(tmp_path: Path, serve_users: b
     conf = app.conf
     assert not (conf.web_tables_enabled or conf.web_router_enabled or conf.web_stats_enabled
                 or conf.web_graph_enabled or conf.web_metrics_enabled)  # fmt: skip
+
+
+async def test_index_maintenance_runs_off_the_event_loop() -> None:
+    # A rebuild of a large HNSW index takes seconds: on the loop it would stop
+    # heartbeats and every batch (issue 21).
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    class Slow:
+        def maintain(self) -> bool:
+            seen.append(threading.get_ident())
+            time.sleep(0.6)
+            return True
+
+    holders = [SimpleNamespace(current=Slow(), bucket="control"), SimpleNamespace(current=None)]
+    me = SimpleNamespace(rollout=SimpleNamespace(holders=holders))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await Worker.maintain_indexes(me)  # type: ignore[arg-type]
+    ticker.cancel()
+    assert seen and seen[0] != loop_thread
+    assert ticks >= 5, "the loop kept running while the index was rebuilt"
