@@ -4,7 +4,8 @@ Starts its own Apache Kafka broker (or uses ``--bootstrap``), one ``recstream
 worker`` process on a bundle (a tiny real one is built unless ``--bundle``),
 and sends ``--rate`` events per second (``--hostile-share`` of them adversarial)
 for ``--minutes``. Every ``--interval`` seconds it prints the worker's RSS, its
-consumer lag (from its /metrics) and the p50/p99 event→recommendation latency
+consumer lag in offsets and in seconds behind (the oldest unprocessed record's age,
+both from its /metrics) and the p50/p99 event→recommendation latency
 of that interval; at the end, RSS growth after warm-up and the delivery
 accounting (sent, answered, lost, dead-lettered). Not a test: it prints figures.
 
@@ -61,12 +62,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def lag(worker: Any) -> float:
+def lag(worker: Any) -> tuple[float, float]:
+    """(offset lag summed over partitions, seconds behind: the worst partition's
+    oldest unprocessed record age, ``recstream_consumer_lag_seconds``)."""
     try:
         text = worker.get("/metrics")[1].decode()
     except OSError:
-        return float("nan")
-    return sum(float(v) for v in re.findall(r"recstream_consumer_lag\{[^}]*\} (\S+)", text))
+        return float("nan"), float("nan")
+    offsets = sum(float(v) for v in re.findall(r"recstream_consumer_lag\{[^}]*\} (\S+)", text))
+    ages = [float(v) for v in re.findall(r"recstream_consumer_lag_seconds\{[^}]*\} (\S+)", text)]
+    return offsets, max(ages, default=float("nan"))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -140,19 +145,21 @@ class Soak:
         finally:
             await c.stop()
 
-    async def report(self) -> list[tuple[float, float, float, float]]:
-        rows: list[tuple[float, float, float, float]] = []
-        print(f"{'t (s)':>6} {'RSS MB':>8} {'lag':>8} {'p50 ms':>8} {'p99 ms':>8} {'answers':>8}")
+    async def report(self) -> list[tuple[float, float, float, float, float]]:
+        rows: list[tuple[float, float, float, float, float]] = []
+        print(f"{'t (s)':>6} {'RSS MB':>8} {'lag':>8} {'behind s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'answers':>8}")  # fmt: skip
         t0 = time.monotonic()
         while not self.done.is_set():
             with contextlib.suppress(TimeoutError):  # an interval passed
                 await asyncio.wait_for(self.done.wait(), self.args.interval)
             lat, self.window = self.window, []
-            row = (rss_mb(self.worker.proc.pid), lag(self.worker), pct(lat, 0.5), pct(lat, 0.99))
+            offsets, behind = lag(self.worker)
+            row = (rss_mb(self.worker.proc.pid), offsets, pct(lat, 0.5), pct(lat, 0.99), behind)
             rows.append(row)
             t, ms = time.monotonic() - t0, (row[2] * 1000, row[3] * 1000)
-            print(f"{t:6.0f} {row[0]:8.1f} {row[1]:8.0f} {ms[0]:8.1f} {ms[1]:8.1f} {len(lat):8d}",
-                  flush=True)  # fmt: skip
+            print(f"{t:6.0f} {row[0]:8.1f} {row[1]:8.0f} {behind:8.1f} {ms[0]:8.1f} {ms[1]:8.1f} "
+                  f"{len(lat):8d}", flush=True)  # fmt: skip
         return rows
 
 
@@ -175,6 +182,7 @@ async def run(args: argparse.Namespace, settings: Settings, worker: Any) -> int:
     p99s = [r[3] * 1000 for r in rows[args.warmup_intervals :]]
     print(f"\nRSS after warm-up {warm[0]:.1f} MB → end {rows[-1][0]:.1f} MB ({growth:+.1f}%)")
     print(f"lag at end of each interval: {[int(r[1]) for r in rows]}")
+    print(f"seconds behind at end of each interval: {[round(r[4], 1) for r in rows]}")
     print(f"p99 per interval after warm-up (ms): min {min(p99s):.1f}, max {max(p99s):.1f}")
     print(f"accounting: {report.summary()}")
     return 0 if report.ok else 1

@@ -139,6 +139,12 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.consumer_lag_seconds = Gauge(
+            "recstream_consumer_lag_seconds",
+            "Age of the oldest input record not processed yet (an upper bound; 0 caught up).",
+            ["topic", "partition"],
+            registry=r,
+        )
 
         feedback = ["model_version", "bucket"]
         self.feedback = Counter(

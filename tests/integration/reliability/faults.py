@@ -310,6 +310,38 @@ async def traffic_with_fault(
     return traffic
 
 
+def as_pairs(stored: object) -> list[tuple[str, int]]:
+    """A stored sequence as (item_id, ts in ms): column-wise dict or older list of pairs."""
+    if isinstance(stored, dict):
+        return list(zip(stored["items"], stored["ts_ms"], strict=True))
+    return [(str(e[0]), round(float(e[1]) * 1000)) for e in stored]  # type: ignore[attr-defined]
+
+
+async def state_differences(settings: Settings, app_id: str) -> dict[str, tuple[int, int]]:
+    """Users whose ``user_sequence`` as its changelog holds it (what any worker restores
+    from) differs from one recomputed from the input topic: user -> (len held, len ref)."""
+    from tests.integration.reliability.accounting import reference_sequences
+
+    table = await table_from_changelog(settings, app_id, "user_sequence")
+    reference = reference_sequences(
+        await input_events(settings), window=WorkerSettings().exclude_window
+    )
+    assert reference, "no user event on the input topic"
+    wrong = {u: (0, len(ref)) for u, ref in reference.items() if u not in table}
+    wrong |= {u: (len(as_pairs(table[u])), 0) for u in table if u not in reference}
+    wrong |= {
+        u: (len(as_pairs(table[u])), len(ref))
+        for u, ref in reference.items()
+        if u in table and as_pairs(table[u]) != [(i, round(t * 1000)) for i, t in ref]
+    }
+    return wrong
+
+
+def accepted_after(traffic: Traffic, t_wall: float) -> int:
+    """Valid events sent at or after ``t_wall`` (time.time()) that the broker acknowledged."""
+    return sum(1 for e in traffic.events if traffic.valid_sent_at.get(e, 0.0) >= t_wall)
+
+
 def assert_nothing_lost(report: Any, traffic: Traffic, what: str) -> None:
     print(f"\n{what}: {report.summary()}; refused sends {traffic.refused}")
     assert report.sent > 0

@@ -31,6 +31,7 @@ from stream.settings import WorkerSettings
 from tests.integration.reliability.faults import (
     Traffic,
     WorkerPool,
+    as_pairs,
     drain,
     input_events,
     run_traffic,
@@ -49,13 +50,6 @@ RATE = 300.0
 USERS = 50_000
 PROBED = 2_000  # users who click again after the move, to read the second worker's state
 WINDOW = WorkerSettings().exclude_window  # how much of a sequence the table keeps
-
-
-def as_pairs(stored: object) -> list[tuple[str, int]]:
-    """A stored sequence as (item_id, ts in ms): column-wise dict or older list of pairs."""
-    if isinstance(stored, dict):
-        return list(zip(stored["items"], stored["ts_ms"], strict=True))
-    return [(str(e[0]), round(float(e[1]) * 1000)) for e in stored]  # type: ignore[attr-defined]
 
 
 async def one_click_each(settings: Settings, users: list[str], prefix: str) -> Traffic:

@@ -196,3 +196,25 @@ async def test_index_maintenance_runs_off_the_event_loop() -> None:
     ticker.cancel()
     assert seen and seen[0] != loop_thread
     assert ticks >= 5, "the loop kept running while the index was rebuilt"
+
+
+def test_lag_in_seconds_is_the_age_of_the_oldest_unprocessed_record() -> None:
+    from stream.app import BehindClock
+
+    clock = BehindClock()
+    assert clock.age("t", 0, high=10, now=100.0) is None  # nothing known yet
+    clock.processed("t", 0, 9, ts=95.0)
+    assert clock.age("t", 0, high=10, now=100.0) == 0.0  # caught up
+    # idle, then 5 records arrive: they are younger than the last look at 100 s
+    assert clock.age("t", 0, high=15, now=103.0) == 3.0
+    clock.processed("t", 0, 12, ts=101.0)
+    assert clock.age("t", 0, high=15, now=104.0) == 3.0  # 13 is younger than 12 (101 s)
+    # a stalled worker: the age keeps growing, whatever the offsets
+    assert clock.age("t", 0, high=15, now=160.0) == 59.0
+    clock.processed("t", 0, 11, ts=100.5)  # a replay of an older offset changes nothing
+    assert clock.age("t", 0, high=15, now=160.0) == 59.0
+    clock.processed("t", 0, 14, ts=102.0)
+    assert clock.age("t", 0, high=15, now=161.0) == 0.0
+    # a backlog found at start: bounded by the last processed record's broker time
+    clock.processed("t", 1, 0, ts=50.0)
+    assert clock.age("t", 1, high=1000, now=161.0) == 111.0
