@@ -52,7 +52,7 @@ from inference.settings import InferenceSettings, OnlineSettings
 from inference.types import Recommender
 from recstream.errors import ConfigError, SchemaError
 from recstream.kafka_admin import client_kwargs
-from recstream.schemas import ItemUpdate, decode, encode
+from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.acks import AckPipeline
 from stream.batching import take_ready
@@ -239,8 +239,11 @@ class Worker:
         topic = self.settings.topics.item_feedback
         forgets = []
         for e in events:
-            try:
-                update = decode(ItemUpdate, e.message.value or b"")
+            m = e.message
+            try:  # as the follower reads it: a tombstone deletes the key's item
+                update = self.catalog.decode(
+                    InMessage(m.topic, m.partition, m.offset, m.key, m.value)
+                )
             except SchemaError:
                 continue
             if update.op == "delete":
@@ -251,7 +254,7 @@ class Worker:
         log.warning("dead-lettering %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
         self.metrics.dlq.labels(topic=msg.topic, reason=reason).inc()
         record = dlq_record(msg, reason, error, self.processor.limits)
-        return OutMessage(self.settings.topics.dlq, msg.key, encode(record))
+        return OutMessage(self.settings.topics.dlq, dlq_key(msg.key), encode(record))
 
     async def produce(self, messages: Sequence[OutMessage]) -> asyncio.Future[None]:
         """Hand every message to the producer; the future completes when all are acked."""

@@ -4,8 +4,10 @@ One list, used by ``recstream topics`` (the compose service and the Kubernetes
 Job run it), by every worker before it starts (``stream.cli``) and by the
 tests, so what runs is what was tested:
 
-- user-events, search-text (inputs, co-partitioned by user) and recommendations:
-  ``RECSTREAM_WORKER_PARTITIONS`` partitions (the inputs' count is keyed), delete;
+- user-events, search-text (inputs, co-partitioned by user), recommendations and
+  item-feedback (internal: what clicks teach items, keyed by item, co-partitioned
+  with the ``item_learned`` table): ``RECSTREAM_WORKER_PARTITIONS`` partitions (the
+  count of the inputs and of item-feedback is keyed), delete;
 - item-updates (the catalog, read whole at start):
   ``TOPIC_POLICY__ITEM_UPDATES_PARTITIONS``, compact;
 - recstream-dlq: ``TOPIC_POLICY__DLQ_PARTITIONS``, delete;
@@ -29,7 +31,7 @@ from stream.settings import WorkerSettings
 __all__ = ["TABLES", "changelog_topic", "ensure_worker_topics", "leader_topic", "worker_topics"]
 
 # The worker's Faust tables (stream.app); their changelogs are topics like any other.
-TABLES = ("user_sequence", "user_interest", "trending")
+TABLES = ("user_sequence", "user_interest", "trending", "item_learned")
 FOREVER_MS = str(2**63 - 1)  # Kafka's Long.MAX_VALUE: "never"
 
 
@@ -60,6 +62,8 @@ def worker_topics(settings: Settings, ws: WorkerSettings) -> list[TopicSpec]:
         spec(names.user_events, ws.partitions, "delete", keyed=True),
         spec(names.search_text, ws.partitions, "delete", keyed=True),
         spec(names.recommendations, ws.partitions, "delete"),
+        # what clicks teach items, keyed by item; the learned table is co-partitioned
+        spec(names.item_feedback, ws.partitions, "delete", keyed=True),
         spec(
             names.item_updates,
             policy.item_updates_partitions,

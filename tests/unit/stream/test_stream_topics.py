@@ -34,7 +34,8 @@ def built(tmp_path: Path):
 def test_every_topic_the_app_uses_has_a_spec(built) -> None:
     app, specs = built
     used = {t.changelog_topic.get_topic_name() for t in app.tables.values()}
-    used |= set(app.agents["recommend"].channel.topics)
+    for agent in app.agents.values():  # recommend, and learning's agents
+        used |= set(agent.channel.topics)
     names = app.recstream.settings.topics  # type: ignore[attr-defined]
     used |= {names.recommendations, names.dlq, names.item_updates, leader_topic("unit")}
     assert used == set(specs)
@@ -47,8 +48,10 @@ def test_specs_carry_the_policy_and_the_right_cleanup(built) -> None:
     changelogs = {t.changelog_topic.get_topic_name() for t in app.tables.values()}
     compacted = {n for n, s in specs.items() if s.configs["cleanup.policy"] == "compact"}
     assert compacted == changelogs | {"item-updates"}
-    # Users' state is keyed on these partitions: the inputs and the changelogs.
-    assert {n for n, s in specs.items() if s.keyed} == changelogs | {"ue", "search-text"}
+    # State is keyed on these partitions: the inputs, item-feedback (the learned table's
+    # input, co-partitioned with it) and the changelogs.
+    keyed = changelogs | {"ue", "search-text", "item-feedback"}
+    assert {n for n, s in specs.items() if s.keyed} == keyed
     assert all(specs[n].partitions == 6 for n in changelogs | {"ue", "search-text"})
     # A delete on the catalog outlives compaction, like any other record.
     assert int(specs["item-updates"].configs["delete.retention.ms"]) == 2**63 - 1
