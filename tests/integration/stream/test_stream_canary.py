@@ -144,7 +144,8 @@ async def test_a_failing_candidate_leaves_everyone_on_control_and_clicks_are_jud
     write_pointer(root, "CANDIDATE", "tiny-bad")  # by hand: `bundles candidate` refuses it
     worker = workers.start(root, extra=CANARY_ENV)
     await asyncio.to_thread(worker.wait_ready, 120)
-    state = await wait_state(worker, lambda s: s["buckets"]["canary"]["reason"])
+    # the first reason is the transient "loading tiny-bad"; wait for the verdict
+    state = await wait_state(worker, lambda s: "failed" in (s["buckets"]["canary"]["reason"] or ""))
     canary = state["buckets"]["canary"]
     assert canary["serving"] is False and canary["share"] == 0.0
     assert "tiny-bad failed to load/verify" in canary["reason"]
