@@ -157,6 +157,7 @@ class Worker:
             overlay=self.overlay,
             dead_letter=self._dead_letter_one,
             on_applied=self._update_index_gauge,
+            on_upsert=lambda item_id: self.learned.reapply(item_id),
             consumer_options=client_kwargs(settings.bootstrap, settings.security),
             limits=self.processor.limits,
         )

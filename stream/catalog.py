@@ -57,6 +57,7 @@ class CatalogFollower:
         overlay: ItemOverlay,
         dead_letter: DeadLetter,
         on_applied: Callable[[], None] = lambda: None,
+        on_upsert: Callable[[str], object] = lambda item_id: None,
         consumer_options: dict[str, Any] | None = None,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
@@ -67,6 +68,7 @@ class CatalogFollower:
         self.overlay = overlay
         self.dead_letter = dead_letter
         self.on_applied = on_applied
+        self.on_upsert = on_upsert  # an item became live: what was learned for it applies now
         self.options = consumer_options or {}
         self.limits = limits
         self.clock = clock
@@ -160,3 +162,5 @@ class CatalogFollower:
             applied = True
         if applied:
             self.on_applied()
+            if update.op == "upsert":
+                self.on_upsert(update.item_id)

@@ -323,6 +323,13 @@ class LearnedFollower:
             changed[item_id] = state  # the last record per item wins
         return self._apply(changed)
 
+    def reapply(self, item_id: str) -> int:
+        """The catalog made ``item_id`` live: apply its learned state now. A state that
+        arrived first (a restarted worker replays both topics at once) was skipped as
+        not live, and nothing else would apply it again."""
+        state = self.overlay.latest.get(item_id)
+        return 0 if state is None else self._apply({item_id: state})
+
     def sync_model(self) -> None:
         """After a hot reload: apply what was learned for a new model's version."""
         models = list(self.models())

@@ -262,3 +262,19 @@ def test_bad_feedback_is_dead_lettered_not_folded() -> None:
         "schema",
     ]
     assert table == {} and out.folded == 0
+
+
+def test_a_state_learned_before_the_item_is_live_applies_when_the_catalog_adds_it() -> None:
+    # a restarted worker replays item_learned and item-updates at once: the learned
+    # state of a new item may arrive before the catalog has made the item live
+    model = FakeRecommender({"m1": ("Toy Story", "animation")}, version="v1")
+    applier = LearnedFollower(
+        bootstrap="unused", topic="t", models=lambda: [model], metrics=WorkerMetrics()
+    )
+    state = LearnedItem("v1", 2.0, np.ones(8, np.float32), 1)
+    assert applier.apply_records([(dumps("new-1"), dumps(state.to_json()))]) == 0
+    assert "new-1" not in model.learned
+    model.items["new-1"] = ("A new film", "drama")  # the catalog's upsert
+    assert applier.reapply("new-1") == 1
+    assert model.learned["new-1"] is not None
+    assert applier.reapply("never-learned") == 0
