@@ -293,17 +293,22 @@ class LearnedFollower:
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             log.info("following %s (%d learned states to replay)", self.topic, sum(ends.values()))
+            replayed = False
             while True:
-                if not self.caught_up.is_set():
+                if not replayed:
                     positions = await asyncio.gather(*(consumer.position(tp) for tp in tps))
-                    if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                        self.caught_up.set()
-                        log.info("learned items caught up: %d states", len(self.overlay.latest))
+                    replayed = all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True))
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 records = [(r.key, r.value) for recs in batches.values() for r in recs]
                 if records:
                     self.apply_records(records)
                 self.sync_model()
+                # caught up = replayed AND applied to a serving model, so a worker that
+                # says it is ready serves what was learned (the model may load after the
+                # replay: warm-up makes that the usual order)
+                if replayed and self._synced and not self.caught_up.is_set():
+                    self.caught_up.set()
+                    log.info("learned items caught up: %d states", len(self.overlay.latest))
         finally:
             await consumer.stop()
 
