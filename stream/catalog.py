@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from recstream.errors import SchemaError
 from recstream.schemas import DEFAULT_LIMITS, ItemUpdate, Limits, decode
-from stream.faust_compat import topic_partitions
+from stream.follow import from_start
 from stream.messages import InMessage
 from stream.model import ModelHolder
 from stream.overlay import ItemOverlay, apply_update
@@ -75,28 +75,11 @@ class CatalogFollower:
         self.caught_up = asyncio.Event()
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        options = {"bootstrap_servers": self.bootstrap, **self.options}
-        consumer = AIOKafkaConsumer(
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            **options,
-        )
-        await consumer.start()
-        try:
-            parts: set[int] | None = None
-            while not parts:
-                parts = await topic_partitions(consumer, self.topic)
-                if not parts:
-                    log.info("waiting for topic %s to exist", self.topic)
-                    await asyncio.sleep(1.0)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
+        async with from_start(self.bootstrap, self.topic, self.options, fetch_max_wait_ms=100) as (
+            consumer,
+            tps,
+            ends,
+        ):
             log.info(
                 "following %s (%d partitions, %d updates to replay)",
                 self.topic,
@@ -115,8 +98,6 @@ class CatalogFollower:
                         await self._handle(
                             InMessage(tp.topic, tp.partition, rec.offset, rec.key, rec.value)
                         )
-        finally:
-            await consumer.stop()
 
     def decode(self, msg: InMessage) -> ItemUpdate:
         """The change a record carries, or :class:`SchemaError` (a dead letter)."""

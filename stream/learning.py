@@ -49,7 +49,7 @@ from inference.types import Recommender
 from recstream.errors import SchemaError
 from recstream.schemas import ItemFeedback, ItemUpdate, decode
 from stream.codec import dumps, loads
-from stream.faust_compat import topic_partitions
+from stream.follow import from_start
 from stream.messages import InMessage, OutMessage
 from stream.metrics import WorkerMetrics
 from stream.processing import Click
@@ -271,27 +271,11 @@ class LearnedFollower:
         self._synced: list[Recommender] = []  # the models the overlay was applied to
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-            **{"bootstrap_servers": self.bootstrap, **self.options},
-        )
-        await consumer.start()
-        try:
-            parts: set[int] | None = None
-            while not parts:
-                parts = await topic_partitions(consumer, self.topic)
-                if not parts:  # Faust creates the changelog when the learner starts
-                    log.info("waiting for topic %s to exist", self.topic)
-                    await asyncio.sleep(1.0)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
+        async with from_start(self.bootstrap, self.topic, self.options, fetch_max_wait_ms=50) as (
+            consumer,
+            tps,
+            ends,
+        ):
             log.info("following %s (%d learned states to replay)", self.topic, sum(ends.values()))
             replayed = False
             while True:
@@ -309,8 +293,6 @@ class LearnedFollower:
                 if replayed and self._synced and not self.caught_up.is_set():
                     self.caught_up.set()
                     log.info("learned items caught up: %d states", len(self.overlay.latest))
-        finally:
-            await consumer.stop()
 
     def apply_records(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> int:
         """Record changelog records (key, value) and apply them to the live model."""
