@@ -523,7 +523,9 @@ class OnnxRecommender:
         depend on the other requests in its batch.
         """
         b = len(requests)
-        if not members:
+        if not members or (text_only and not self.index.has_text.any()):
+            # no item's text is evidence for a text match: the source proposes nothing
+            # (searching would retry every request over the whole catalog for nothing)
             return np.full((b, 0), -1, dtype=np.int64)
         margin = self.settings.candidates.exclusion_margin
         mem = np.asarray(members, dtype=np.int64)

@@ -353,6 +353,8 @@ def reference_recommend_batch(
         vecs: dict[int, np.ndarray], pool: int, text_only: bool = False
     ) -> dict[int, np.ndarray]:
         barred = int((~idx.has_text).sum()) if text_only else 0
+        if text_only and barred == len(idx.has_text):
+            return {i: np.zeros(0, dtype=np.int64) for i in vecs}
         groups: dict[int, list[int]] = defaultdict(list)
         for i in vecs:
             extra = min(c.exclusion_margin, -(-len(excluded[i]) // 8) * 8)

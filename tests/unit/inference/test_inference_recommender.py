@@ -282,6 +282,31 @@ def test_an_item_without_usable_text_never_wins_a_text_query(rec: OnnxRecommende
     assert [it.sources for it in hist.items if it.item_id == "hub"] == [("sequence",)]
 
 
+def test_a_catalog_without_usable_text_answers_queries_without_searching_for_text(
+    flat_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = OnnxRecommender.load(flat_bundle, None)
+    for row in range(len(rec.index)):
+        item = rec.index.item_id(row)
+        assert item is not None
+        rec.index.upsert(item, rec.index.vectors[row].copy(), has_text=False)
+    depths: list[int] = []
+    search = rec.index.search
+
+    def spy(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        depths.append(k)
+        return search(queries, k)
+
+    monkeypatch.setattr(rec.index, "search", spy)
+    queries = [Request(f"u{i}", query="funny comedy jokes", k=10) for i in range(8)]
+    got = rec.recommend_batch(queries)
+    assert all(len(r.items) == 10 for r in got)  # the popular source still answers
+    assert not [it for r in got for it in r.items if "query" in it.sources]
+    # the old code searched once, found no row with text, then searched every request
+    # again over the whole catalog (597 ms per batch of 32 on 100k items)
+    assert max(depths, default=0) < len(rec.index), depths
+
+
 def test_query_vectors_are_cached_by_text_and_bounded(flat_bundle: Path) -> None:
     rec = OnnxRecommender.load(flat_bundle, InferenceSettings(query_cache_size=2))
     enc = rec.text_encoder
