@@ -55,7 +55,7 @@ from recstream.kafka_admin import client_kwargs
 from recstream.schemas import encode
 from recstream.settings import Settings
 from stream.acks import AckPipeline
-from stream.batching import take_ready
+from stream.batching import first_older_than, take_ready
 from stream.buckets import Buckets
 from stream.catalog import CatalogFollower
 from stream.consumer import AtLeastOnceConsumer
@@ -527,6 +527,16 @@ def create_app(
         value_serializer="raw",
     )
 
+    def batches_of(stream: faust.StreamT[bytes]) -> Any:
+        return take_ready(
+            stream,
+            ws.batch_max_size,
+            ws.batch_max_wait_s,
+            auto_ack=False,
+            behind=first_older_than(ws.batch_behind_s),
+            catch_up=ws.batch_catch_up_s,
+        )
+
     @app.agent(inputs, name="recommend", concurrency=1)
     async def recommend(stream: faust.StreamT[bytes]) -> None:
         await worker.rollout.control.loaded.wait()
@@ -536,7 +546,7 @@ def create_app(
             log.info("waiting for the catalog (%s) to catch up", settings.topics.item_updates)
             await worker.catalog.caught_up.wait()
         acks = AckPipeline(stream, depth=ws.max_inflight_batches)
-        batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
+        batches = batches_of(stream)
         try:
             async for events in batches:
                 delivered = await worker.handle_batch(events)
@@ -558,7 +568,7 @@ def create_app(
         # Folds what clicks teach items into the learned table; its outputs gate its
         # input offsets (at-least-once), and a failure stops the worker (as recommend).
         acks = AckPipeline(stream, depth=ws.max_inflight_batches)
-        batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
+        batches = batches_of(stream)
         try:
             async for events in batches:
                 delivered = await worker.handle_feedback(events)
@@ -577,7 +587,7 @@ def create_app(
         # Forwards catalog deletes to the deleted item's learner (item-feedback is keyed
         # by item): the learned state of a deleted item goes with it.
         acks = AckPipeline(stream, depth=ws.max_inflight_batches)
-        batches = take_ready(stream, ws.batch_max_size, ws.batch_max_wait_s, auto_ack=False)
+        batches = batches_of(stream)
         try:
             async for events in batches:
                 delivered = await worker.handle_catalog(events)

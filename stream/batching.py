@@ -21,14 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from stream.faust_compat import enable_passive, remove_processor
 
 
 async def take_ready(
-    stream: Any, max_: int, linger: float, *, auto_ack: bool = True, idle_check: float = 1.0
+    stream: Any,
+    max_: int,
+    linger: float,
+    *,
+    auto_ack: bool = True,
+    idle_check: float = 1.0,
+    behind: Callable[[list[Any]], bool] | None = None,
+    catch_up: float = 0.0,
 ) -> AsyncIterator[list[Any]]:
     """Yield lists of at most ``max_`` events.
 
@@ -37,6 +45,14 @@ async def take_ready(
     already queued are in). With ``auto_ack=False`` the caller must ack every
     event (``stream.ack``) when done with it, e.g. after its outputs are
     delivered; events never acked are never committed.
+
+    A batch that after its linger holds more than one event and of which
+    ``behind(events)`` says the input is behind (e.g. its first event is old)
+    waits up to ``catch_up`` more seconds to fill: the rest of the backlog is
+    already fetched, so a full batch costs no latency, while closing after the
+    linger kept batches at ~3 events under a backlog (Faust hands the drainer
+    about one event per 0.4 ms) and paid the serving core's per-batch cost per
+    3 events (measured: 300 ev/s at 2.4-3 ms of CPU per event, 100k items).
     """
     events: list[Any] = []
     arrived = asyncio.Event()
@@ -79,6 +95,9 @@ async def take_ready(
                     await _wait(full, linger)
                 else:
                     await asyncio.sleep(0)  # let the drainer add what is already queued
+                waits = catch_up > 0 and len(events) > 1 and not full.is_set()
+                if waits and behind is not None and behind(events):
+                    await _wait(full, catch_up)
             consuming = asyncio.get_running_loop().create_future()
             try:
                 yield list(events)
@@ -96,6 +115,17 @@ async def take_ready(
     finally:
         stream.enable_acks = enable_acks
         remove_processor(stream, add_to_buffer)
+
+
+def first_older_than(age_s: float) -> Callable[[list[Any]], bool]:
+    """``behind`` for :func:`take_ready`: the batch's first event was produced more
+    than ``age_s`` seconds ago (its Kafka timestamp against this host's clock)."""
+
+    def behind(events: list[Any]) -> bool:
+        ts: float | None = getattr(events[0].message, "timestamp", None)
+        return ts is not None and time.time() - ts > age_s
+
+    return behind
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

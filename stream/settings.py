@@ -28,6 +28,11 @@ class WorkerSettings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1, le=10_000)
     # ... or this many seconds after its first event arrived (0: take what is queued).
     batch_max_wait_s: float = Field(default=0.002, ge=0, le=5.0)
+    # Behind (a batch's first event older than batch_behind_s, more than one event in
+    # it): wait up to batch_catch_up_s more for the batch to fill, since the backlog is
+    # already fetched; bigger batches are what lets a worker catch up (0: off).
+    batch_behind_s: float = Field(default=0.05, gt=0, le=60.0)
+    batch_catch_up_s: float = Field(default=0.03, ge=0, le=5.0)
     # Batches whose outputs may await broker acks while the next batch is processed.
     max_inflight_batches: int = Field(default=8, ge=1, le=1000)
     # Table store: rocksdb:// is durable across restarts; memory:// for tests.

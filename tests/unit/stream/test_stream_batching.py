@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from stream.batching import take_ready
+from stream.batching import first_older_than, take_ready
 
 
 class _Channel:
@@ -94,3 +94,53 @@ async def test_no_ack_without_auto_ack_and_the_loop_ends_on_stop() -> None:
     await asyncio.wait_for(task, 1.0)  # an idle loop notices the stop within idle_check
     assert seen == [["a"]] and stream.acked == []
     assert stream._processors == [] and stream.enable_acks is True  # restored
+
+
+async def _trickle(stream: _Stream, first: tuple[str, ...], then: int, gap: float) -> None:
+    await stream.feed(*first)
+    for i in range(then):
+        await asyncio.sleep(gap)  # each one after the linger
+        await stream.feed(f"late{i}")
+
+
+async def test_a_batch_behind_the_input_waits_to_fill_and_one_on_time_does_not() -> None:
+    # behind: the backlog keeps arriving after the linger; the batch takes it (up to full)
+    stream = _Stream()
+    got = asyncio.ensure_future(
+        _collect(stream, 6, max_=6, linger=0.002, behind=lambda ev: True, catch_up=1.0)
+    )
+    await asyncio.sleep(0)
+    feeder = asyncio.ensure_future(_trickle(stream, ("a", "b"), 4, 0.01))
+    batches = await asyncio.wait_for(got, 5)
+    await asyncio.wait_for(feeder, 5)
+    assert [b for b, _ in batches] == [["a", "b", "late0", "late1", "late2", "late3"]]
+    # on time: the same arrivals close at the linger
+    stream = _Stream()
+    got = asyncio.ensure_future(
+        _collect(stream, 6, max_=6, linger=0.002, behind=lambda ev: False, catch_up=1.0)
+    )
+    await asyncio.sleep(0)
+    feeder = asyncio.ensure_future(_trickle(stream, ("a", "b"), 4, 0.01))
+    batches = await asyncio.wait_for(got, 5)
+    await asyncio.wait_for(feeder, 5)
+    assert batches[0][0] == ["a", "b"]
+    # a lone event never waits for company it would not get: one event is not a backlog
+    stream = _Stream()
+    got = asyncio.ensure_future(
+        _collect(stream, 1, max_=6, linger=0.002, behind=lambda ev: True, catch_up=1.0)
+    )
+    await asyncio.sleep(0)
+    await stream.feed("solo")
+    batches = await asyncio.wait_for(got, 5)
+    assert batches[0][0] == ["solo"] and batches[0][1] < 0.5
+
+
+def test_first_older_than_reads_the_first_events_kafka_timestamp() -> None:
+    class _Ev:
+        def __init__(self, ts: float | None) -> None:
+            self.message = type("M", (), {"timestamp": ts})()
+
+    behind = first_older_than(0.05)
+    assert behind([_Ev(time.time() - 1.0), _Ev(time.time())])
+    assert not behind([_Ev(time.time()), _Ev(time.time() - 1.0)])
+    assert not behind([_Ev(None)])  # no timestamp: not known to be behind
