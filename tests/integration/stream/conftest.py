@@ -70,8 +70,10 @@ def workers(kafka: Any, fresh_topics: TopicNames, tmp_path: Path) -> Iterator[Wo
         yield w
     finally:
         for proc in w.started:
+            ready = proc.readiness() if proc.proc.poll() is None else None
             code = proc.stop()
-            print(f"worker on :{proc.web_port} exited {code}; log tail:\n{proc.tail_log(15)}")
+            print(f"worker on :{proc.web_port} readiness before the stop: {ready}")
+            print(f"worker on :{proc.web_port} exited {code}; log tail:\n{proc.tail_log(40)}")
 
 
 class Client:
@@ -82,6 +84,7 @@ class Client:
         self.topics = settings.topics
         self.recs: list[tuple[int, int, Recommendation, float]] = []  # partition, offset, rec, t
         self.dlq: list[DLQRecord] = []
+        self.sent_to: dict[str, int] = {}  # event_id -> input partition (for timeouts)
 
     async def __aenter__(self) -> Client:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -116,7 +119,10 @@ class Client:
 
     async def send(self, kind: str, key: str, value: dict | bytes) -> Any:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        return await self.producer.send_and_wait(getattr(self.topics, kind), raw, key=key.encode())
+        meta = await self.producer.send_and_wait(getattr(self.topics, kind), raw, key=key.encode())
+        if isinstance(value, dict) and "event_id" in value:
+            self.sent_to[value["event_id"]] = meta.partition
+        return meta
 
     async def click(self, eid: str, user: str, item: str) -> Any:
         body = {"event_id": eid, "user_id": user, "item_id": item, "type": "click"}
@@ -138,20 +144,30 @@ class Client:
                 return rec
         return None
 
-    async def wait_for(self, cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def wait_for(
+        self, cond: Callable[[], bool], timeout: float = 30.0, what: Callable[[], str] = str
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"timed out after {timeout} s: {len(self.recs)} recs, {len(self.dlq)} dlq"
+                    f" {what()}"
                 )
             await asyncio.sleep(0.05)
 
     async def wait_recs(self, event_ids: list[str], timeout: float = 30.0) -> None:
         want = set(event_ids)
-        await self.wait_for(
-            lambda: want <= {r.trigger_event_id for _, _, r, _ in self.recs}, timeout
-        )
+
+        def missing() -> set[str]:
+            return want - {r.trigger_event_id for _, _, r, _ in self.recs}
+
+        def unanswered() -> str:  # which input partitions stalled, when it times out
+            return "; unanswered: " + ", ".join(
+                f"{e} (partition {self.sent_to.get(e)})" for e in sorted(missing())
+            )
+
+        await self.wait_for(lambda: not missing(), timeout, unanswered)
 
 
 @pytest.fixture
