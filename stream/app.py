@@ -41,7 +41,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -527,8 +527,15 @@ def create_app(
         value_serializer="raw",
     )
 
-    def batches_of(stream: faust.StreamT[bytes]) -> Any:
-        return take_ready(
+    async def serve(
+        stream: faust.StreamT[bytes],
+        agent: str,
+        handle: Callable[[Sequence[Any]], Awaitable[asyncio.Future[None]]],
+    ) -> None:
+        """One agent's loop: micro-batches, ``handle`` each, ack a batch's offsets once
+        its outputs are delivered (at-least-once)."""
+        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
+        batches = take_ready(
             stream,
             ws.batch_max_size,
             ws.batch_max_wait_s,
@@ -536,6 +543,19 @@ def create_app(
             behind=first_older_than(ws.batch_behind_s),
             catch_up=ws.batch_catch_up_s,
         )
+        try:
+            async for events in batches:
+                delivered = await handle(events)
+                await acks.add(events, delivered)
+        except Exception as exc:
+            # Bad input never gets here (it is dead-lettered): this is a bug or a
+            # delivery failure. A restarted agent would leave this batch unacked
+            # forever, blocking commits, while /readyz kept saying ready; so the
+            # whole worker stops (non-zero exit, supervisor restarts it) and its
+            # uncommitted events are consumed again.
+            log.critical("%s agent failed; stopping the worker", agent, exc_info=exc)
+            worker.readiness.failed = True
+            raise
 
     @app.agent(inputs, name="recommend", concurrency=1)
     async def recommend(stream: faust.StreamT[bytes]) -> None:
@@ -545,38 +565,16 @@ def create_app(
         if not worker.catalog.caught_up.is_set():
             log.info("waiting for the catalog (%s) to catch up", settings.topics.item_updates)
             await worker.catalog.caught_up.wait()
-        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
-        batches = batches_of(stream)
-        try:
-            async for events in batches:
-                delivered = await worker.handle_batch(events)
-                await acks.add(events, delivered)
-        except Exception as exc:
-            # Bad input never gets here (it is dead-lettered): this is a bug or a
-            # delivery failure. A restarted agent would leave this batch unacked
-            # forever, blocking commits, while /readyz kept saying ready; so the
-            # whole worker stops (non-zero exit, supervisor restarts it) and its
-            # uncommitted events are consumed again.
-            log.critical("recommend agent failed; stopping the worker", exc_info=exc)
-            worker.readiness.failed = True
-            raise
+        await serve(stream, "recommend", worker.handle_batch)
 
     feedback_topic = app.topic(topics.item_feedback, key_serializer="raw", value_serializer="raw")
 
     @app.agent(feedback_topic, name="learn", concurrency=1)
     async def learn(stream: faust.StreamT[bytes]) -> None:
         # Folds what clicks teach items into the learned table; its outputs gate its
-        # input offsets (at-least-once), and a failure stops the worker (as recommend).
-        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
-        batches = batches_of(stream)
+        # input offsets, and a failure stops the worker (as recommend).
         try:
-            async for events in batches:
-                delivered = await worker.handle_feedback(events)
-                await acks.add(events, delivered)
-        except Exception as exc:
-            log.critical("learn agent failed; stopping the worker", exc_info=exc)
-            worker.readiness.failed = True
-            raise
+            await serve(stream, "learn", worker.handle_feedback)
         finally:
             worker.learn_changelog.leave()
 
@@ -586,16 +584,7 @@ def create_app(
     async def forget(stream: faust.StreamT[bytes]) -> None:
         # Forwards catalog deletes to the deleted item's learner (item-feedback is keyed
         # by item): the learned state of a deleted item goes with it.
-        acks = AckPipeline(stream, depth=ws.max_inflight_batches)
-        batches = batches_of(stream)
-        try:
-            async for events in batches:
-                delivered = await worker.handle_catalog(events)
-                await acks.add(events, delivered)
-        except Exception as exc:
-            log.critical("forget agent failed; stopping the worker", exc_info=exc)
-            worker.readiness.failed = True
-            raise
+        await serve(stream, "forget", worker.handle_catalog)
 
     @app.task
     async def follow_learned() -> None:
