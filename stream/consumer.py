@@ -34,7 +34,9 @@ whose seek lands on a later record than the one it asked for accepts it: the
 offsets in between are gone. Either way the skipped range is logged (topic,
 partition, offsets), counted (``install(on_skip=...)``, the worker's
 ``recstream_consumer_skipped_offsets_total``) and the partition resumes at the
-earliest record that exists.
+earliest record that exists. A rewind still waiting after ``RECHECK_S`` while its
+target does exist seeks to it again: a seek lost to a rebalance would otherwise
+leave the partition discarding every later record.
 """
 
 from __future__ import annotations
@@ -164,7 +166,10 @@ class AtLeastOnceConsumer(FaustConsumer):
 
     async def _recheck(self, tp: TP, target: int) -> None:
         """A rewind that waits long: if retention moved the partition's start past its
-        target meanwhile, seek to the new start (the records there do exist)."""
+        target meanwhile, seek to the new start (the records there do exist); else seek
+        to the target again, since only later records keep coming (a seek can be lost
+        to a rebalance or a fetch in flight, and waiting for it would drop every record
+        of the partition while the worker looked healthy)."""
         earliest = await self._earliest(tp)
         if earliest > target:
             self._skip(tp, target, earliest)
@@ -172,7 +177,13 @@ class AtLeastOnceConsumer(FaustConsumer):
             await self.seek(tp, earliest)
         else:
             target, seen, _ = self._rewound[tp]
+            log.warning(
+                "%s[%s]: still waiting for offset %d after %.0f s (offsets up to %d came "
+                "instead); seeking to it again",
+                tp.topic, tp.partition, target, RECHECK_S, seen,
+            )  # fmt: skip
             self._rewound[tp] = (target, seen, time.monotonic())
+            await self.seek(tp, target)
 
     async def _earliest(self, tp: TP) -> int:
         return int((await self._thread.earliest_offsets(tp)).get(tp) or 0)

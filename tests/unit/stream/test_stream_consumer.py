@@ -381,4 +381,23 @@ def test_a_rewind_that_waits_too_long_asks_where_the_partition_begins(
         return [m.offset async for _, m in c.getmany(1.0)]
 
     assert asyncio.run(run()) == [10, 11, 30, 31]
-    assert seeks == [(UE, 12), (UE, 30)] and skips == [(UE, 12, 30)]
+    # 42 and 43 still came before the seek to 30 landed: each recheck seeks it again
+    assert seeks == [(UE, 12), (UE, 30), (UE, 30), (UE, 30)] and skips == [(UE, 12, 30)]
+
+
+def test_a_rewind_whose_seek_was_lost_seeks_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The seek back to 12 never took effect (lost to a rebalance): only records after the
+    # hole keep coming; after RECHECK_S the rewind seeks again and 12.. are delivered.
+    import stream.consumer as sc
+
+    fetching(monkeypatch, [10, 11, 14, 15, 16, 12, 13, 14, 15])
+    c, _ = consumer({UE: 10})
+    seeks, skips = recording(c)
+    monkeypatch.setattr(sc, "RECHECK_S", -1.0)
+
+    async def run() -> list[int]:
+        await c.seek_to_committed()
+        return [m.offset async for _, m in c.getmany(1.0)]
+
+    assert asyncio.run(run()) == [10, 11, 12, 13, 14, 15]
+    assert seeks == [(UE, 12), (UE, 12), (UE, 12)] and skips == []
