@@ -21,12 +21,18 @@ control and ``CANDIDATE`` = candidate at ``--share``, then:
    - **Prometheus**: ``recstream_online_feedback_*`` counters scraped by the real
      Prometheus, final minus the values at the end of the warm-up;
    - **ab report**: ``tools.ab_report`` over the topics, ``--from``/``--to`` = the
-     test period (the code behind ``recstream ab report``);
+     test period (the code behind ``recstream ab report``), keeping the worker's
+     lists per user (``RECSTREAM_WORKER_FEEDBACK_LISTS_PER_USER``): the same rule
+     and bounded memory as the worker (``stream.feedback``), so it counts the same
+     outcomes as Prometheus by construction;
    - **offline**: the same events through the serving core without Kafka
-     (``tools.stream_eval.evaluate_stream``, static: each event ranked from the
-     state before it, its user's bucket choosing the bundle), over the events
-     whose user had an earlier event (a live click with no earlier list is not in
-     live HR@10 either).
+     (``tools.prequential``, static: each event ranked from the user's state just
+     before it, its user's bucket choosing the bundle), i.e. the list the user's
+     previous event would have been answered with if the worker never lagged.
+     Two figures: over every event whose user had an earlier event (``offline``),
+     and over exactly the clicks the report judged (``offline, same clicks``: a
+     click the worker judged against an older list than the previous event's, or
+     could not judge at all because it lagged, is in the first and not the second).
 
 Targets (issue 22): Prometheus vs ab report within 2 % relative per bucket, either
 vs offline within 10 %; with a ``--quick`` control and a default candidate at 50/50,
@@ -193,10 +199,12 @@ def feedback_counts(prom: Any) -> dict[tuple[str, str], float]:
     return out
 
 
-def offline(args: argparse.Namespace, ds: Any, replay: Any, assign: Buckets,
-            n_events: int) -> dict[str, dict[str, float]]:  # fmt: skip
+def offline(args: argparse.Namespace, ds: Any, replay: Any, assign: Buckets, n_events: int,
+            live_ids: set[str], run_id: str) -> dict[str, dict[str, float]]:  # fmt: skip
     """Per bucket: HR@10 / MRR@10 of the static prequential ranks of its bundle over the
-    replayed events of its users whose user had an earlier event.
+    replayed events of its users whose user had an earlier event (``name``), and over
+    the events whose click the live report judged (``name + "/same"``; ``live_ids``:
+    their event ids, ``{run_id}-t{index}``).
 
     Each bundle replays only its bucket's users (a static ranking depends on the user's
     own state only), so the work is halved; the one difference from the live run is
@@ -229,11 +237,14 @@ def offline(args: argparse.Namespace, ds: Any, replay: Any, assign: Buckets,
         if rec.popularity_scale is None:  # a bundle written before the manifest said
             rec.popularity_scale = dataset_popularity_scale(ds, replay.split_time)
         ranker = ServingRanker(rec, sub, created_ts=created.timestamp(), online=None, k=K)
-        ranks = prequential_ranks(sub, ranker, k=K, desc=f"offline {name}")[judged]
+        all_ranks = prequential_ranks(sub, ranker, k=K, desc=f"offline {name}")
         rec.close()
-        hit = ranks < K
-        rr = np.where(hit, 1.0 / (ranks + 1.0), 0.0)
-        out[name] = {"clicks": len(ranks), "hr": float(hit.mean()), "mrr": float(rr.mean())}
+        same = np.array([f"{run_id}-t{e.index}" in live_ids for e in sub.events], dtype=bool)
+        for key, mask in ((name, judged), (f"{name}/same", same)):
+            ranks = all_ranks[mask]
+            hit = ranks < K
+            rr = np.where(hit, 1.0 / (ranks + 1.0), 0.0)
+            out[key] = {"clicks": len(ranks), "hr": float(hit.mean()), "mrr": float(rr.mean())}
     return out
 
 
@@ -303,7 +314,8 @@ async def live(args: argparse.Namespace, settings: Settings, replay: Any, worker
     print(f"test period: event -> emitted p50 {lag_s['p50']:.3f} s, p99 {lag_s['p99']:.3f} s, "
           f"max {lag_s['max']:.2f} s; {lag_s['over_gap']:.2%} over the user gap")  # fmt: skip
     return {"prometheus": prom_out, "t_start": t_start, "t_end": t_end, "lag_s": lag_s,
-            "duplicates": answers.duplicates, "new_items": len(published)}  # fmt: skip
+            "duplicates": answers.duplicates, "new_items": len(published),
+            "run_id": run}  # fmt: skip
 
 
 def main() -> int:
@@ -332,6 +344,7 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, default=ROOT / "bench" / "canary_ab.png")
     args = ap.parse_args()
 
+    from stream.settings import WorkerSettings
     from tests.integration.deploy.promserver import PromServer, PromServerConfig
     from tools.ab_kafka import read_range_sync
     from tools.ab_plot import plot_report
@@ -407,8 +420,10 @@ def main() -> int:
         run = asyncio.run(live(args, settings, replay, worker, prom, n_events))
         load_end = load_avg()
         read = read_range_sync(settings, run["t_start"], run["t_end"], lookback_s=7200.0)
-        judged = join(read.sent, read.clicks, K)
-        report = build_report(judged, k=K, lists_read=len(read.sent), resamples=args.resamples)
+        per_user = WorkerSettings().feedback_lists_per_user  # what the worker kept
+        judged = join(read.sent, read.clicks, K, per_user=per_user)
+        report = build_report(judged, k=K, per_user=per_user, lists_read=len(read.sent),
+                              resamples=args.resamples)  # fmt: skip
         plot_report(report, args.plot, f"{args.dataset} test period, {m_ctl['version']} (control)"
                     f" vs {m_can['version']} (canary) at {args.share}")  # fmt: skip
     finally:
@@ -420,14 +435,20 @@ def main() -> int:
         broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    rep = {b.bucket: {"clicks": b.clicks, "hr": b.hr, "mrr": b.mrr} for b in report.buckets}
+    rep: dict[str, dict[str, float]] = {
+        b.bucket: {"clicks": b.clicks, "hr": b.hr, "mrr": b.mrr} for b in report.buckets
+    }
+    for (bucket, _), n in report.no_recommendation.items():
+        if bucket in rep:
+            rep[bucket]["no_recommendation"] = rep[bucket].get("no_recommendation", 0) + n
+    live_ids = {j.click.event_id for j in judged if j.shown is not None}
     live_doc = {"prometheus": run["prometheus"], "ab_report": rep, "report": report.to_json()}
     args.out.with_suffix(".live.json").write_text(json.dumps(live_doc, indent=2) + "\n")
     for d in report.diffs:  # the live figures first: the offline replay takes minutes
         print(f"live: canary - control {d.statistic.upper()}@10 {d.value:+.4f} "
               f"(95 % {d.low:+.4f} to {d.high:+.4f})")  # fmt: skip
     print("offline (serving core, no Kafka) ...")
-    off = offline(args, ds, replay, assign, n_events)
+    off = offline(args, ds, replay, assign, n_events, live_ids, run["run_id"])
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": " ".join(sys.argv),
@@ -448,22 +469,27 @@ def main() -> int:
     }
     print(f"\n{'bucket':8} {'source':11} {'clicks':>7} {'HR@10':>7} {'MRR@10':>7}")
     for b in ("control", "canary"):
-        for name, src in (("prometheus", run["prometheus"]), ("ab report", rep), ("offline", off)):
-            s = src.get(b)
+        sources = (("prometheus", run["prometheus"].get(b)), ("ab report", rep.get(b)),
+                   ("offline", off.get(b)), ("offline=", off.get(f"{b}/same")))  # fmt: skip
+        for name, s in sources:
             if s:
                 print(f"{b:8} {name:11} {s['clicks']:7.0f} {s['hr']:7.4f} {s['mrr']:7.4f}")
-        p, r, o = run["prometheus"][b], rep.get(b), off[b]
+        p, r, o, o2 = run["prometheus"][b], rep.get(b), off[b], off[f"{b}/same"]
         if r:
             result.setdefault("agreement", {})[b] = {
+                "clicks_prom_minus_report": p["clicks"] - r["clicks"],
                 "hr_prom_vs_report": rel(p["hr"], r["hr"]),
-                "hr_report_vs_offline": rel(r["hr"], o["hr"]),
-                "hr_prom_vs_offline": rel(p["hr"], o["hr"]),
                 "mrr_prom_vs_report": rel(p["mrr"], r["mrr"]),
+                "hr_report_vs_offline": rel(r["hr"], o["hr"]),
+                "hr_report_vs_offline_same_clicks": rel(r["hr"], o2["hr"]),
+                "hr_prom_vs_offline": rel(p["hr"], o["hr"]),
             }
             a = result["agreement"][b]
             print(
-                f"{b:8} agreement: Prometheus vs report {a['hr_prom_vs_report']:.2%} (target 2 %),"
-                f" report vs offline {a['hr_report_vs_offline']:.2%} (target 10 %)"
+                f"{b:8} agreement: Prometheus vs report {a['hr_prom_vs_report']:.2%} (target 2 %;"
+                f" clicks {a['clicks_prom_minus_report']:+.0f}), report vs offline"
+                f" {a['hr_report_vs_offline']:.2%} (target 10 %), vs offline on the same clicks"
+                f" {a['hr_report_vs_offline_same_clicks']:.2%}"
             )
     for d in report.diffs:
         print(f"canary - control {d.statistic.upper()}@10: {d.value:+.4f} (95 % {d.low:+.4f} to "

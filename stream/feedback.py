@@ -18,13 +18,26 @@ hit and miss is labelled with the ``model_version`` and ``bucket`` of the list
 that was judged, not of the model serving at the click; a ``no_recommendation``
 with those of the answer to the click (the bucket the user is in now).
 
-**In the worker** the lists a user was sent live in :class:`ShownLists`: the
-last ``per_user`` lists of the most recently answered ``max_users`` users, in
-memory only (no table, no changelog). Only the worker that owns a user's input
-partition sees that user's clicks and lists, so this is complete for its users;
-after a rebalance or a restart the new owner starts empty and a moved user's
-clicks count as ``no_recommendation`` until that user is sent a new list. A
-replay after a crash judges the replayed clicks again (at-least-once).
+**One bounded memory, two users.** What a click can be judged against is what
+:class:`ShownLists` kept when the click was answered: the last ``per_user`` lists
+of that user (``RECSTREAM_WORKER_FEEDBACK_LISTS_PER_USER``), oldest forgotten
+first. :meth:`ShownLists.answered` is the one step, per answer in the order they
+were sent: a click is judged against the newest kept list emitted before it, then
+the answer is kept. The worker calls it live (:class:`LiveFeedback`); ``recstream
+ab report`` (``tools.ab_report.join``) calls it while replaying ``recommendations``
+in partition order, each click at its own answer, with the same ``per_user``. So
+when a worker lags more than ``per_user`` of a user's answers behind that user's
+clicks, every kept list is newer than the click and both count it
+``no_recommendation``; they count the same outcomes by construction.
+
+What they cannot share: the worker also forgets the least recently answered users
+beyond ``max_users`` (``RECSTREAM_WORKER_FEEDBACK_MAX_USERS``, per worker; the
+report, which does not know which worker owned which partition, keeps every user),
+and its memory is not durable (no table, no changelog): after a rebalance or a
+restart the new owner starts empty and a moved user's clicks count as
+``no_recommendation`` until that user is sent a new list, while the report still
+has the lists on the topic. A replay after a crash judges the replayed clicks
+again (at-least-once); the report judges a click once, at its first answer.
 """
 
 from __future__ import annotations
@@ -76,8 +89,8 @@ def judge(shown: Shown | None, item_id: str, k: int) -> tuple[Outcome, int | Non
 
 
 class ShownLists:
-    """Per user, the last lists sent, oldest first; bounded in users (least recently sent
-    forgotten first) and in lists per user. ``max_users=None``: unbounded (the report)."""
+    """Per user, the last ``per_user`` lists sent, oldest first; bounded in users too (least
+    recently sent forgotten first). ``max_users=None``: every user (the report)."""
 
     def __init__(self, per_user: int, max_users: int | None) -> None:
         if per_user < 1:
@@ -97,6 +110,14 @@ class ShownLists:
         lists.append(shown)
         if len(lists) > self.per_user:
             del lists[0]
+
+    def answered(self, user_id: str, click_ts: float | None, answer: Shown) -> Shown | None:
+        """The rule's one step, for each answer in the order it was sent: if it answers
+        a click at ``click_ts``, the list that click is judged against (:meth:`before`;
+        None: none kept); then ``answer`` is kept. None for any other event."""
+        judged = self.before(user_id, click_ts) if click_ts is not None else None
+        self.remember(user_id, answer)
+        return judged
 
     def before(self, user_id: str, ts: float) -> Shown | None:
         """The newest list sent to ``user_id`` with ``emitted_ts <= ts`` (None if none known)."""
@@ -140,9 +161,10 @@ class LiveFeedback:
         item if that event was a click)."""
         if not self.enabled:
             return
-        if clicked is not None:
-            self._count(self.lists.before(user_id, event_ts), clicked, event_ts, shown)
-        self.lists.remember(user_id, shown)
+        if clicked is None:
+            self.lists.answered(user_id, None, shown)
+        else:
+            self._count(self.lists.answered(user_id, event_ts, shown), clicked, event_ts, shown)
 
     def _count(self, judged: Shown | None, clicked: str, ts: float, answer: Shown) -> None:
         if judged is None:  # labelled by the bucket and model that answered the click

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from recstream.kafka_admin import client_kwargs
 from recstream.settings import Settings
 from stream.faust_compat import topic_partitions
-from stream.feedback import CLICK, Shown
-from tools.ab_report import Click, Sent
+from stream.feedback import CLICK
+from tools.ab_report import Click, Sent, sent_from_record
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +113,7 @@ async def read_range(
     clicks: list[Click] = []
 
     def keep_sent(rec: Any, v: dict[str, Any]) -> None:
-        items = tuple(str(i["item_id"]) for i in v["items"])
-        shown = Shown(
-            float(v["emitted_ts"]),
-            items,
-            str(v["model_version"]),
-            str(v.get("bucket") or "unknown"),
-        )
-        sent.append(
-            Sent(str(v["user_id"]), str(v["trigger_event_id"]), shown, (rec.partition, rec.offset))
-        )
+        sent.append(sent_from_record(v, rec.partition, rec.offset))
 
     def keep_click(rec: Any, v: dict[str, Any]) -> None:
         if v.get("type") != CLICK:

@@ -1,12 +1,16 @@
 """``recstream ab report``: live HR@k and MRR@k per bucket and model version, from the topics.
 
 The clicks on ``user-events`` and the lists on ``recommendations`` are joined by
-the rule the worker applies live (``stream.feedback``): a click at ``ts`` is
-judged against the newest list sent to that user with ``emitted_ts <= ts``. As in
-the worker, the answer to the click itself and any answer after it (in the
-user's partition of ``recommendations``, the order the worker sent them) never
-count, whatever the clocks say. Unlike the worker, nothing is forgotten: every
-list read is available (the worker keeps a user's last few, in memory).
+the rule the worker applies live, with the worker's own code for it
+(``stream.feedback``): the lists are replayed in the order the worker sent them
+(a user's partition of ``recommendations``) through the same bounded memory (the
+last ``per_user`` lists of each user), and each click, at its own answer, is
+judged against the newest kept list with ``emitted_ts <= ts``. So the answer to
+the click itself and any later answer never count, whatever the clocks say, and
+a click the worker could not judge because it lagged more than ``per_user`` of
+that user's answers behind is ``no_recommendation`` here too. What the report
+does not replay (the worker's per-worker user bound, its empty memory after a
+restart or a rebalance) is in ``stream.feedback``'s docstring.
 
 HR@k = hits / judged clicks and MRR@k = Σ 1/rank / judged clicks per
 (bucket, model version) of the judged list, and per bucket (all versions
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.feedback import HIT, Shown, judge
+from stream.feedback import HIT, Shown, ShownLists, judge
 
 __all__ = [
     "Click",
@@ -40,6 +44,7 @@ __all__ = [
     "bootstrap_diff",
     "build_report",
     "join",
+    "sent_from_record",
 ]
 
 CONTROL, CANARY = "control", "canary"
@@ -73,33 +78,49 @@ class Judged:
     click: Click
     shown: Shown | None
     rank: int | None
-    answered_by: Shown | None  # the answer to the click itself, if read
+    answered_by: Shown | None  # the answer to the click itself; None: not read, not judged
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_by is not None
 
 
-def join(sent: Iterable[Sent], clicks: Iterable[Click], k: int) -> list[Judged]:
-    """Judge every click against the user's newest earlier list (the module's rule)."""
-    by_user: dict[str, list[Sent]] = defaultdict(list)
-    for s in sent:
-        by_user[s.user_id].append(s)
-    own_index: dict[str, tuple[str, int]] = {}  # trigger event id -> (user, index)
-    for user, lists in by_user.items():
-        lists.sort(key=lambda s: s.order)
-        for i, s in enumerate(lists):
-            own_index.setdefault(s.trigger_event_id, (user, i))  # a replayed answer: the first
-    out = []
-    for c in clicks:
-        lists = by_user.get(c.user_id, [])
-        own = own_index.get(c.event_id)
-        upto = own[1] if own is not None and own[0] == c.user_id else len(lists)
-        judged = None
-        for s in reversed(lists[:upto]):
-            if s.shown.emitted_ts <= c.ts:
-                judged = s.shown
-                break
+def join(sent: Iterable[Sent], clicks: Iterable[Click], k: int, *, per_user: int) -> list[Judged]:
+    """Judge every click as the worker did when it answered it (the module's rule).
+
+    The lists are replayed in the order the worker sent them through the worker's own
+    bounded memory (:meth:`stream.feedback.ShownLists.answered`, ``per_user`` lists per
+    user: the worker's ``RECSTREAM_WORKER_FEEDBACK_LISTS_PER_USER``); a click is judged
+    at its answer (the first, if it was answered twice). A click whose answer was not
+    read is not judged (``answered_by`` None): the worker judges a click when it
+    answers it. Judged clicks come back in the order of ``clicks``.
+    """
+    wanted = {c.event_id: c for c in clicks}
+    lists = ShownLists(per_user, max_users=None)  # every user: see stream.feedback
+    done: dict[str, Judged] = {}
+    # One user's lists are in one partition: (partition, offset) is the order the
+    # worker sent them; users in different partitions do not interact (no user bound).
+    for s in sorted(sent, key=lambda s: s.order):
+        c = wanted.get(s.trigger_event_id)
+        if c is None or c.user_id != s.user_id or c.event_id in done:
+            lists.answered(s.user_id, None, s.shown)
+            continue
+        judged = lists.answered(s.user_id, c.ts, s.shown)
         rank = judge(judged, c.item_id, k)[1] if judged is not None else None
-        answered = lists[upto].shown if upto < len(lists) else None
-        out.append(Judged(c, judged, rank, answered))
-    return out
+        done[c.event_id] = Judged(c, judged, rank, s.shown)
+    return [done.get(c.event_id) or Judged(c, None, None, None) for c in wanted.values()]
+
+
+def sent_from_record(value: dict[str, Any], partition: int, offset: int) -> Sent:
+    """A ``recommendations`` record (its JSON value) as the report needs it; a record
+    without ``bucket`` (older workers) is in bucket ``unknown``."""
+    shown = Shown(
+        float(value["emitted_ts"]),
+        tuple(str(i["item_id"]) for i in value["items"]),
+        str(value["model_version"]),
+        str(value.get("bucket") or UNKNOWN),
+    )
+    return Sent(str(value["user_id"]), str(value["trigger_event_id"]), shown, (partition, offset))
 
 
 @dataclass
@@ -147,6 +168,8 @@ class Report:
     bucket_intervals: dict[str, dict[str, tuple[float, float]]]  # bucket -> stat -> (lo, hi)
     clicks_read: int
     lists_read: int
+    per_user: int  # the lists per user join() kept (the worker's setting)
+    unanswered: int = 0  # clicks whose answer was not read: not judged, as in the worker
 
     def to_json(self) -> dict[str, Any]:
         def g(x: Group) -> dict[str, Any]:
@@ -164,6 +187,8 @@ class Report:
             "k": self.k,
             "clicks_read": self.clicks_read,
             "lists_read": self.lists_read,
+            "unanswered": self.unanswered,
+            "per_user_lists": self.per_user,
             "groups": [g(x) for x in self.groups],
             "buckets": [
                 {**g(x), "interval95": self.bucket_intervals.get(x.bucket)} for x in self.buckets
@@ -241,16 +266,25 @@ def bootstrap_diff(
 
 
 def build_report(
-    judged: list[Judged], *, k: int, lists_read: int, resamples: int = 2000, seed: int = 0
+    judged: list[Judged],
+    *,
+    k: int,
+    per_user: int,
+    lists_read: int,
+    resamples: int = 2000,
+    seed: int = 0,
 ) -> Report:
+    """Group what :func:`join` judged (``k`` and ``per_user`` as it was called with)."""
     groups: dict[tuple[str, str], Group] = {}
     buckets: dict[str, Group] = {}
     none: dict[tuple[str, str], int] = defaultdict(int)
+    unanswered = 0
     for j in judged:
+        if j.answered_by is None:
+            unanswered += 1
+            continue
         if j.shown is None:
-            a = j.answered_by
-            key = (a.bucket, a.model_version) if a is not None else (UNKNOWN, UNKNOWN)
-            none[key] += 1
+            none[(j.answered_by.bucket, j.answered_by.model_version)] += 1
             continue
         for g in (
             groups.setdefault(
@@ -276,11 +310,16 @@ def build_report(
         bucket_intervals=intervals,
         clicks_read=len(judged),
         lists_read=lists_read,
+        unanswered=unanswered,
+        per_user=per_user,
     )
 
 
 def outcome(j: Judged) -> str:
-    """The outcome name the worker's counter would use for this click."""
+    """The outcome name the worker's counter would use for this click ("unanswered": the
+    answer was not read, the click was not judged)."""
+    if j.answered_by is None:
+        return "unanswered"
     if j.shown is None:
         return "no_recommendation"
     return HIT if j.rank is not None else "miss"

@@ -310,6 +310,16 @@ def ab_report(
             "list; older lists are not read: such clicks count as no_recommendation)."
         ),
     ] = 3600.0,
+    lists_per_user: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Lists kept per user while replaying, as the worker keeps them (default: "
+            "RECSTREAM_WORKER_FEEDBACK_LISTS_PER_USER, 4). A click is judged only against "
+            "these: when the worker lagged so far that all were sent after the click, it "
+            "counted no_recommendation, and so does the report.",
+        ),
+    ] = None,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     plot: Annotated[
@@ -323,17 +333,21 @@ def ab_report(
 ) -> None:
     """HR@k and MRR@k per bucket and model version, from `recommendations` and `user-events`.
 
-    Every click in the range is judged against the newest list sent to that user
-    before it (emitted_ts <= the click's ts; never the click's own answer), as the
-    worker does live. The difference canary - control gets a 95 % interval from a
-    seeded bootstrap over users. Reads Kafka only (RECSTREAM_BOOTSTRAP, topic
-    settings), no Prometheus; shows progress while reading.
+    Every click in the range is judged as the worker judged it live, with the same
+    code (docs/metrics.md): the lists are replayed in the order the worker sent them,
+    keeping each user's last --lists-per-user, and a click, at its own answer, is
+    judged against the newest kept list sent before it (emitted_ts <= the click's
+    ts). A click whose answer was not read is not judged. The difference canary -
+    control gets a 95 % interval from a seeded bootstrap over users. Reads Kafka
+    only (RECSTREAM_BOOTSTRAP, topic settings), no Prometheus; shows progress while
+    reading.
     """
     import json
     import time
 
     from recstream.errors import RecstreamError
     from recstream.settings import Settings
+    from stream.settings import WorkerSettings
     from tools.ab_kafka import read_range_sync
     from tools.ab_report import build_report, join
 
@@ -342,11 +356,17 @@ def ab_report(
     if t1 <= t0:
         raise typer.BadParameter("--to must be after --from")
     settings = Settings()
+    per_user = lists_per_user or WorkerSettings().feedback_lists_per_user
     try:
         read = read_range_sync(settings, t0, t1, lookback_s=lookback, progress=not as_json)
-        judged = join(read.sent, read.clicks, k)
+        judged = join(read.sent, read.clicks, k, per_user=per_user)
         report = build_report(
-            judged, k=k, lists_read=len(read.sent), resamples=resamples, seed=seed
+            judged,
+            k=k,
+            per_user=per_user,
+            lists_read=len(read.sent),
+            resamples=resamples,
+            seed=seed,
         )
         if plot is not None:
             from tools.ab_plot import plot_report
@@ -398,6 +418,8 @@ def _print_report(report: Report, t0: float, t1: float) -> None:
     console.print(table)
     for (bucket, version), n in sorted(report.no_recommendation.items()):
         console.print(f"no earlier list: {n} clicks ({bucket}, {version})")
+    if report.unanswered:
+        console.print(f"not judged (their answer was not read): {report.unanswered} clicks")
     for d in report.diffs:
         verdict = "excludes 0" if d.excludes_zero else "includes 0"
         console.print(

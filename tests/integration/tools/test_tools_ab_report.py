@@ -53,6 +53,8 @@ STORY: list[tuple[str, str, Any, float]] = [
     ("recs", "b", rec("b", "b-q", BASE + 105, TEN, "v2", "canary"), BASE + 105),
     ("events", "b", click("b-c1", "b", "m0", BASE + 130), BASE + 130),
     ("recs", "b", rec("b", "b-c1", BASE + 130.2, ["q1"], "v2", "canary"), BASE + 130.2),
+    # b clicks again, but that click's answer is not on the topic: not judged
+    ("events", "b", click("b-c2", "b", "q1", BASE + 135), BASE + 135),
     # c: a click with no earlier list (its answer is canary, v2)
     ("events", "c", click("c-c1", "c", "m0", BASE + 140), BASE + 140),
     ("recs", "c", rec("c", "c-c1", BASE + 140.2, TEN, "v2", "canary"), BASE + 140.2),
@@ -88,13 +90,14 @@ def test_report_numbers_on_hand_built_topics(kafka, fresh_topics: TopicNames, tm
     settings = Settings(bootstrap=kafka.bootstrap, topics=fresh_topics)
     read = read_range_sync(settings, START, END, lookback_s=3600.0, progress=False)
     assert read.skipped == {fresh_topics.recommendations: 1, fresh_topics.user_events: 1}
-    assert {c.event_id for c in read.clicks} == {"a-c1", "a-c2", "b-c1", "c-c1", "d-c1"}
+    assert {c.event_id for c in read.clicks} == {"a-c1", "a-c2", "b-c1", "b-c2", "c-c1", "d-c1"}
     assert "d-q" not in {s.trigger_event_id for s in read.sent}  # older than the lookback
-    report = build_report(join(read.sent, read.clicks, 10), k=10, lists_read=len(read.sent),
-                          resamples=200)  # fmt: skip
+    judged = join(read.sent, read.clicks, 10, per_user=4)
+    report = build_report(judged, k=10, per_user=4, lists_read=len(read.sent), resamples=200)
     groups = {(g.bucket, g.model_version): (g.clicks, g.hits, g.rr) for g in report.groups}
     assert groups == {("control", "v1"): (2, 1, 0.25), ("canary", "v2"): (1, 1, 1.0)}
     assert report.no_recommendation == {("canary", "v2"): 1, ("control", "v1"): 1}
+    assert report.unanswered == 1
 
     # the command itself: JSON out, and a PNG a person can open
     env = {
@@ -111,6 +114,7 @@ def test_report_numbers_on_hand_built_topics(kafka, fresh_topics: TopicNames, tm
     by = {(g["bucket"], g["model_version"]): g for g in out["groups"]}
     assert by[("control", "v1")]["hr@10"] == 0.5 and by[("control", "v1")]["mrr@10"] == 0.125
     assert by[("canary", "v2")]["hr@10"] == 1.0
+    assert out["unanswered"] == 1 and out["per_user_lists"] == 4  # the worker's default
     (hr, mrr) = out["difference_canary_minus_control"]
     assert hr["value"] == pytest.approx(0.5) and mrr["value"] == pytest.approx(0.875)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
