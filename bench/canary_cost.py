@@ -192,9 +192,9 @@ def main() -> int:
         help="only the in-process timing of the lookup (no broker, no worker)",
     )  # fmt: skip
     args = ap.parse_args()
-    m = micro(200_000, args.users, args.hit_share)
-    print(f"in process: LiveFeedback.observe {m['on']:.2f} µs per answered event "
-          f"(switched off: {m['off']:.3f} µs)", flush=True)  # fmt: skip
+    micro_us = micro(200_000, args.users, args.hit_share)
+    print(f"in process: LiveFeedback.observe {micro_us['on']:.2f} µs per answered event "
+          f"(switched off: {micro_us['off']:.3f} µs)", flush=True)  # fmt: skip
     if args.micro_only:
         return 0
 
@@ -292,7 +292,7 @@ def main() -> int:
         "ratio_per_round_median": float(np.median(ratios)),
         "ratio_per_round_min": float(ratios.min()),
         "ratio_per_round_max": float(ratios.max()),
-        "micro_us_per_event": m,
+        "micro_us_per_event": micro_us,
         "feedback_on": judged,
         "feedback_off": judged_off,
     }
