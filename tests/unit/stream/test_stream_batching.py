@@ -96,34 +96,25 @@ async def test_no_ack_without_auto_ack_and_the_loop_ends_on_stop() -> None:
     assert stream._processors == [] and stream.enable_acks is True  # restored
 
 
-async def _trickle(stream: _Stream, first: tuple[str, ...], then: int, gap: float) -> None:
-    await stream.feed(*first)
-    for i in range(then):
-        await asyncio.sleep(gap)  # each one after the linger
+async def _backlog(behind: bool) -> list[list[str]]:
+    """Two events at once, then four more 10 ms apart (each after the 2 ms linger)."""
+    stream = _Stream()
+    got = asyncio.ensure_future(
+        _collect(stream, 6, max_=6, linger=0.002, behind=lambda ev: behind, catch_up=1.0)
+    )
+    await asyncio.sleep(0)
+    await stream.feed("a", "b")
+    for i in range(4):
+        await asyncio.sleep(0.01)
         await stream.feed(f"late{i}")
+    return [b for b, _ in await asyncio.wait_for(got, 5)]
 
 
 async def test_a_batch_behind_the_input_waits_to_fill_and_one_on_time_does_not() -> None:
     # behind: the backlog keeps arriving after the linger; the batch takes it (up to full)
-    stream = _Stream()
-    got = asyncio.ensure_future(
-        _collect(stream, 6, max_=6, linger=0.002, behind=lambda ev: True, catch_up=1.0)
-    )
-    await asyncio.sleep(0)
-    feeder = asyncio.ensure_future(_trickle(stream, ("a", "b"), 4, 0.01))
-    batches = await asyncio.wait_for(got, 5)
-    await asyncio.wait_for(feeder, 5)
-    assert [b for b, _ in batches] == [["a", "b", "late0", "late1", "late2", "late3"]]
+    assert await _backlog(behind=True) == [["a", "b", "late0", "late1", "late2", "late3"]]
     # on time: the same arrivals close at the linger
-    stream = _Stream()
-    got = asyncio.ensure_future(
-        _collect(stream, 6, max_=6, linger=0.002, behind=lambda ev: False, catch_up=1.0)
-    )
-    await asyncio.sleep(0)
-    feeder = asyncio.ensure_future(_trickle(stream, ("a", "b"), 4, 0.01))
-    batches = await asyncio.wait_for(got, 5)
-    await asyncio.wait_for(feeder, 5)
-    assert batches[0][0] == ["a", "b"]
+    assert (await _backlog(behind=False))[0] == ["a", "b"]
     # a lone event never waits for company it would not get: one event is not a backlog
     stream = _Stream()
     got = asyncio.ensure_future(
