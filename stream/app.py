@@ -167,6 +167,7 @@ class Worker:
         self.item_feedback = FeedbackMaker(topics.item_feedback, teaching)
         self.learn_changelog = ChangelogBatch()
         learned_table = TableView(app.Table("item_learned", **tables), self.learn_changelog)
+        self._tables[learned_table.topic] = learned_table  # its acked offset persisted too
         self.learner = Learner(
             table=learned_table,
             changelog=self.learn_changelog,

@@ -68,7 +68,8 @@ __all__ = [
 
 class LearnedTable(Protocol):
     """The ``item_learned`` table: a :class:`stream.state.TableView` in the worker, a dict
-    in tests; keys are item ids, values :meth:`LearnedItem.to_json` dicts."""
+    in tests; keys are item ids, values :meth:`LearnedItem.to_json` dicts. Deleting an
+    absent key is no error (its tombstone is still logged)."""
 
     def get(self, key: str, default: Any = None, /) -> Any: ...
 
@@ -210,9 +211,12 @@ class Learner:
             except SchemaError as exc:
                 out.messages.append(self.dead_letter(msg, exc.reason, str(exc)))
                 continue
+            # What teaches nothing (a replay, a straggler) still writes the item's state
+            # again, as the user tables do (stream/state.py): the store keeps what a killed
+            # worker wrote and a restart restores only the changelog after its persisted
+            # offset, so the replay is what brings an unacknowledged write to the changelog.
             if feedback is None:
-                if self.table.get(record.item_id) is not None:
-                    del self.table[record.item_id]
+                del self.table[record.item_id]  # absent too: its tombstone is written again
                 out.forgotten += 1
                 continue
             stored = self.table.get(record.item_id)
@@ -222,6 +226,8 @@ class Learner:
             if state is not None:
                 self.table[record.item_id] = state.to_json()
                 out.folded += 1
+            elif stored is not None:
+                self.table[record.item_id] = stored
         if self.changelog is not None:
             self.changelog.leave()
         return out

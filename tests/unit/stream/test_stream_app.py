@@ -129,6 +129,30 @@ async def test_produce_sends_changelog_records_to_their_partition_and_counts_out
     assert out("recstream_events_out_total", {"topic": "app-user_sequence-changelog"}) == 1
 
 
+def test_every_tables_acknowledged_changelog_offset_is_persisted_in_its_store(
+    tmp_path: Path,
+) -> None:
+    # item_learned too: without it a restarted learner re-read its whole changelog
+    from faust.types import TP
+
+    from stream.app import create_app
+    from stream.topics import TABLES, changelog_topic
+
+    settings = Settings(state_dir=tmp_path)
+    ws = WorkerSettings(store="rocksdb://", app_id="unit", web_port=16997, partitions=4)
+    app = create_app(settings, ws, loader=lambda p: None)  # type: ignore[arg-type,return-value]
+    worker = app.recstream  # type: ignore[attr-defined]
+    topics = [changelog_topic("unit", t) for t in TABLES]
+    assert set(worker._tables) == set(topics)
+    msgs = [OutMessage(t, b'"k"', b"{}", partition=2) for t in topics]
+    msgs.append(OutMessage("recommendations", b"u1", b"{}"))
+    acked = [SimpleNamespace(partition=2, offset=10 + i) for i in range(len(msgs))]
+    worker._persist_changelog_offsets(msgs, acked)
+    for i, topic in enumerate(topics):
+        view = worker._tables[topic]
+        assert view.table.data.persisted_offset(TP(topic, 2)) == 10 + i, topic
+
+
 def test_the_worker_loop_is_uvloop_unless_settings_say_asyncio() -> None:
     import asyncio
 
