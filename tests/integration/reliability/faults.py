@@ -194,12 +194,15 @@ class WorkerPool:
         return self.slots[id(proc)]
 
     def kill(self, proc: WorkerProcess) -> None:
-        """kill -9: no shutdown, no commit, no flush."""
-        if proc.proc.poll() is None:
+        """kill -9: no shutdown, no commit, no flush. ``kills`` counts only a running
+        worker that SIGKILL ended (not one that had exited on its own)."""
+        alive = proc.proc.poll() is None
+        if alive:
             os.killpg(proc.proc.pid, signal.SIGKILL)
         proc.proc.wait(timeout=30)
         proc.stop()  # closes the log file
-        self.kills += 1
+        if alive and proc.proc.returncode == -signal.SIGKILL:
+            self.kills += 1
 
     def stop_all(self) -> list[int | None]:
         return [p.stop() for p in self.procs]
