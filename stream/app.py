@@ -587,18 +587,22 @@ def create_app(
         # by item): the learned state of a deleted item goes with it.
         await serve(stream, "forget", worker.handle_catalog)
 
-    @app.task
-    async def follow_learned() -> None:
-        # Applies every learned item state to the live model; a plain consumer like the
-        # catalog follower: if it fails, start over from the beginning (idempotent).
+    async def restarting(run: Callable[[], Awaitable[None]], what: str) -> None:
+        # A follower owns a plain consumer: if it fails (broker gone, auth), start over
+        # from the beginning of its topic (idempotent) rather than go stale.
         while True:
             try:
-                await worker.learned.run()
+                await run()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("learned-item follower failed; restarting in 2 s")
+                log.exception("%s failed; restarting in 2 s", what)
                 await asyncio.sleep(2.0)
+
+    @app.task
+    async def follow_learned() -> None:
+        # Applies every learned item state to the live model.
+        await restarting(worker.learned.run, "learned-item follower")
 
     @app.task
     async def load_model() -> None:
@@ -610,16 +614,7 @@ def create_app(
 
     @app.task
     async def follow_catalog() -> None:
-        # The follower owns a plain consumer: if it fails (broker gone, auth), start
-        # over from the beginning of the topic (idempotent) rather than go stale.
-        while True:
-            try:
-                await worker.catalog.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("catalog follower failed; restarting in 2 s")
-                await asyncio.sleep(2.0)
+        await restarting(worker.catalog.run, "catalog follower")
 
     @app.timer(5.0)
     async def consumer_lag() -> None:
