@@ -29,6 +29,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def unique_topics(suffix_len: int = 8) -> TopicNames:
+    """Every topic name with one random suffix: names no other test uses."""
+    suffix = uuid.uuid4().hex[:suffix_len]
+    return TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
+
+
 @dataclass(frozen=True)
 class KafkaUnderTest:
     bootstrap: str
@@ -57,7 +63,6 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaUnderTest]:
 @pytest.fixture
 def fresh_topics(kafka: KafkaUnderTest) -> TopicNames:
     """Topic names unique to this test, already created (4 partitions each)."""
-    suffix = uuid.uuid4().hex[:10]
-    names = TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
+    names = unique_topics(10)
     asyncio.run(ensure_topics(kafka.bootstrap, names.model_dump().values(), partitions=4))
     return names

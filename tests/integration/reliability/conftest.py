@@ -73,6 +73,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RECSTREAM_CACHE_DIR") or default_cache_dir())
 
 
+def own_broker(home: Path, **kw: Any) -> LocalKafka:
+    """A single broker of the test's own (not started yet) on free ports under ``home``."""
+    return LocalKafka(
+        LocalKafkaSettings(port=free_port(), controller_port=free_port(), heap="384m"),
+        home,
+        cache_dir(),
+        **kw,
+    )
+
+
 @pytest.fixture(scope="session")
 def private_tmp() -> Iterator[Path]:
     """A directory outside pytest's numbered tmp dirs: on a machine where several
@@ -125,12 +135,7 @@ def secure_kafka(private_tmp: Path) -> Iterator[SecureKafka]:
             "recstream-app": SecretStr(secrets.token_urlsafe(18)),
         },
     )
-    broker = LocalKafka(
-        LocalKafkaSettings(port=free_port(), controller_port=free_port(), heap="384m"),
-        home / "broker",
-        cache_dir(),
-        scram_tls=scram,
-    )
+    broker = own_broker(home / "broker", scram_tls=scram)
     broker.start()
     try:
         yield SecureKafka(broker, scram, "recstream-app")

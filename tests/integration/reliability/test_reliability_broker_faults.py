@@ -17,11 +17,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from recstream.kafka_admin import client_kwargs
-from recstream.localkafka import LocalKafka
-from recstream.settings import LocalKafkaSettings, Settings, TopicNames
-from tests.conftest import free_port
+from recstream.settings import Settings
+from tests.conftest import unique_topics
 from tests.integration.reliability.accounting import account
-from tests.integration.reliability.conftest import cache_dir
+from tests.integration.reliability.conftest import own_broker
 from tests.integration.reliability.localcluster import LocalKafkaCluster
 
 pytest.importorskip("tools.process", reason="needs the stream worker (branch stream)")
@@ -45,20 +44,14 @@ RATE = 500.0
 AFTER_S = 10.0  # seconds of load after the killed broker is back
 
 
-def topics() -> TopicNames:
-    suffix = uuid.uuid4().hex[:8]
-    return TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
-
-
 async def test_single_broker_kill9_and_restart_loses_nothing(
     rel_bundle: Path, rel_tmp: Path
 ) -> None:
-    broker = LocalKafka(
-        LocalKafkaSettings(port=free_port(), controller_port=free_port(), heap="384m"),
-        rel_tmp / "broker", cache_dir(),
-    )  # fmt: skip
+    broker = own_broker(rel_tmp / "broker")
     await asyncio.to_thread(broker.start)  # it runs its own event loop to wait
-    settings = Settings(bootstrap=broker.bootstrap, topics=topics(), state_dir=rel_tmp / "state")
+    settings = Settings(
+        bootstrap=broker.bootstrap, topics=unique_topics(), state_dir=rel_tmp / "state"
+    )
     app_id = f"rel-bk-{uuid.uuid4().hex[:6]}"
     pool = WorkerPool(settings, rel_bundle, rel_tmp, app_id)
     outage: list[float] = []
@@ -108,7 +101,7 @@ async def test_cluster_node_kill9_under_worker_loses_nothing(
 ) -> None:
     """The shipped configuration (deploy/k8s/configmap.yaml: topic policy, partitions, store)
     on 3 brokers: the worker creates every topic itself, as deployed, and rides out a node loss."""
-    settings = shipped_settings(kafka_cluster.bootstrap, topics(), rel_tmp / "state")
+    settings = shipped_settings(kafka_cluster.bootstrap, unique_topics(), rel_tmp / "state")
     app_id = f"rel-cl-{uuid.uuid4().hex[:6]}"
     pool = WorkerPool(settings, rel_bundle, rel_tmp, app_id)
     killed: list[int] = []

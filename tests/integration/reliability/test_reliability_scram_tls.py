@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 
 from recstream.kafka_admin import ensure_topics, wait_for_broker
 from recstream.settings import Settings
+from tests.conftest import unique_topics
 from tests.integration.reliability.conftest import SecureKafka
 from tests.integration.reliability.kafkaio import produce_all, read_topic
 
@@ -83,19 +84,17 @@ async def test_worker_over_scram_tls_answers_with_the_right_secret_only(
     secure_kafka: SecureKafka, rel_bundle, rel_tmp
 ) -> None:
     pytest.importorskip("tools.process", reason="needs the stream worker")
-    from recstream.settings import TopicNames
     from tests.integration.reliability.faults import WorkerPool, drain, run_traffic
 
     right = secure_kafka.scram.users[secure_kafka.user].get_secret_value()
     wrong = right[::-1] + "x"
-    suffix = uuid.uuid4().hex[:8]
-    topics = TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
+    topics = unique_topics()
     sec = secure_kafka.scram.client_security(secure_kafka.user)
     settings = Settings(bootstrap=secure_kafka.bootstrap, topics=topics, security=sec,
                         state_dir=rel_tmp / "state")  # fmt: skip
     await ensure_topics(settings.bootstrap, topics.model_dump().values(), partitions=4,
                         security=sec)  # fmt: skip
-    app_id = f"rel-sec-{suffix}"
+    app_id = f"rel-sec-{uuid.uuid4().hex[:8]}"
     pool = WorkerPool(settings, rel_bundle, rel_tmp, app_id)
     try:
         # worker_env carries no security: the worker gets it from the environment only.

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from recstream.localkafka import LocalKafka
-from recstream.settings import LocalKafkaSettings, Settings, TopicNames
+from recstream.settings import Settings
 from stream.settings import WorkerSettings
-from tests.conftest import free_port
-from tests.integration.reliability.conftest import cache_dir
+from tests.conftest import unique_topics
+from tests.integration.reliability.conftest import own_broker
 from tests.integration.reliability.faults import WorkerPool
 
 pytestmark = pytest.mark.integration
@@ -33,15 +32,11 @@ RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[\d+\] \[[A-Z]+\] (.*)$")
 async def test_worker_stops_within_its_bound_with_the_broker_gone(
     rel_bundle: Path, rel_tmp: Path
 ) -> None:
-    broker = LocalKafka(
-        LocalKafkaSettings(port=free_port(), controller_port=free_port(), heap="384m"),
-        rel_tmp / "broker", cache_dir(),
-    )  # fmt: skip
+    broker = own_broker(rel_tmp / "broker")
     await asyncio.to_thread(broker.start)
-    suffix = uuid.uuid4().hex[:8]
-    names = TopicNames(**{k: f"{v}-{suffix}" for k, v in TopicNames().model_dump().items()})
+    names = unique_topics()
     settings = Settings(bootstrap=broker.bootstrap, topics=names, state_dir=rel_tmp / "state")
-    pool = WorkerPool(settings, rel_bundle, rel_tmp, f"rel-stop-{suffix}")
+    pool = WorkerPool(settings, rel_bundle, rel_tmp, f"rel-stop-{uuid.uuid4().hex[:8]}")
     try:
         worker = pool.start()
         await asyncio.to_thread(worker.wait_ready, 180)

@@ -5,7 +5,7 @@ table, a catalog delete forgets an item, and every worker's applier serves the t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,11 @@ class RecordingTable(dict[str, Any]):
     def drain(self) -> list[tuple[bytes, bytes | None]]:
         out, self.records = self.records, []
         return out
+
+
+def _follower(models: Callable[[], Sequence[Any]]) -> LearnedFollower:
+    """A learned-state follower over ``models`` that is fed records by hand (no broker)."""
+    return LearnedFollower(bootstrap="unused", topic="t", models=models, metrics=WorkerMetrics())
 
 
 def _dlq(msg: InMessage, reason: str, error: str) -> OutMessage:
@@ -213,9 +218,7 @@ def test_feedback_records_carry_what_the_learner_needs() -> None:
 
 def test_learned_states_of_another_version_are_not_applied() -> None:
     model = FakeRecommender({"m1": ("Toy Story", "animation")}, version="v2")
-    applier = LearnedFollower(
-        bootstrap="unused", topic="t", models=lambda: [model], metrics=WorkerMetrics()
-    )
+    applier = _follower(lambda: [model])
     old = LearnedItem("v1", 1.0, np.ones(8, np.float32), 1)
     assert applier.apply_records([(dumps("m1"), dumps(old.to_json()))]) == 0
     assert "m1" not in model.learned
@@ -229,9 +232,7 @@ def test_learned_states_of_another_version_are_not_applied() -> None:
 def test_a_reloaded_model_gets_what_was_learned_for_its_version() -> None:
     v1 = FakeRecommender({"m1": ("Toy Story", "animation")}, version="v1")
     serving: list[FakeRecommender] = [v1]
-    applier = LearnedFollower(
-        bootstrap="unused", topic="t", models=lambda: serving, metrics=WorkerMetrics()
-    )
+    applier = _follower(lambda: serving)
     state = LearnedItem("v2", 2.0, np.ones(8, np.float32), 1)
     applier.apply_records([(dumps("m1"), dumps(state.to_json()))])  # learned ahead of us
     assert "m1" not in v1.learned
@@ -268,9 +269,7 @@ def test_a_state_learned_before_the_item_is_live_applies_when_the_catalog_adds_i
     # a restarted worker replays item_learned and item-updates at once: the learned
     # state of a new item may arrive before the catalog has made the item live
     model = FakeRecommender({"m1": ("Toy Story", "animation")}, version="v1")
-    applier = LearnedFollower(
-        bootstrap="unused", topic="t", models=lambda: [model], metrics=WorkerMetrics()
-    )
+    applier = _follower(lambda: [model])
     state = LearnedItem("v1", 2.0, np.ones(8, np.float32), 1)
     assert applier.apply_records([(dumps("new-1"), dumps(state.to_json()))]) == 0
     assert "new-1" not in model.learned
